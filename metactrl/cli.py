@@ -116,7 +116,11 @@ def write_json(path: str, obj) -> None:
     tmp.replace(p)
 
 
-COMMANDS = {"run": RunConfig}
+def _commands():
+    from .compare import CompareConfig, cmd_compare
+    from .controller import TrainConfig, cmd_train
+
+    return {"run": (RunConfig, cmd_run), "train": (TrainConfig, cmd_train), "compare": (CompareConfig, cmd_compare)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("tasks", help="list the tasks, their sizes and whether their data is available")
     t.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. '*-vit'")
     t.add_argument("--data-dir", default="", help="folder with the real datasets")
-    for name, cls in COMMANDS.items():
+    for name, (cls, _) in _commands().items():
         sp = sub.add_parser(name, help=cls.__doc__.splitlines()[0])
         C.add_arguments(sp, cls)
     return p
@@ -136,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "tasks":
             return cmd_tasks(args)
-        cfg = C.from_namespace(COMMANDS[args.command], args)
-        return HANDLERS[args.command](cfg)
+        cls, handler = _commands()[args.command]
+        return handler(C.from_namespace(cls, args))
     except MetactrlError as e:
         print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
@@ -145,8 +149,6 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
 
-
-HANDLERS = {"run": cmd_run}
 
 if __name__ == "__main__":
     sys.exit(main())

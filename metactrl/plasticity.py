@@ -89,24 +89,38 @@ class UpdateMasker:
 
     def masks(self, scores: list[torch.Tensor], fraction: float) -> list[torch.Tensor]:
         if self.scope == "neuron":
-            return [_row_topk(s, fraction) if s.dim() >= 2 else _above(s, self._kth_largest(s.reshape(-1), fraction))
-                    for s in scores]
+            return [_row_topk(s, fraction) if s.dim() >= 2 else self._fill_ties([s], self._kth_largest(
+                s.reshape(-1), fraction), fraction)[0] for s in scores]
         thr = self._thresholds(scores, fraction)
         if self.scope == "global":
-            return [_above(s, thr) for s in scores]
-        return [_above(s, t) for s, t in zip(scores, thr)]
+            return self._fill_ties(scores, thr, fraction)
+        return [self._fill_ties([s], t, fraction)[0] for s, t in zip(scores, thr)]
 
+    def _fill_ties(self, scores: list[torch.Tensor], thr: torch.Tensor, fraction: float) -> list[torch.Tensor]:
+        """Weights above the threshold, plus a random share of those exactly at it.
 
-def _above(s: torch.Tensor, thr: torch.Tensor) -> torch.Tensor:
-    # A zero threshold would admit every weight that did not want to move; keep only real movers then.
-    return torch.where(thr > 0, s >= thr, s > 0)
+        Ties are common (Adam's first steps move every weight by exactly lr), and admitting all of them
+        would overshoot the fraction. A zero threshold admits only weights that actually move.
+        """
+        gt = [s > thr for s in scores]
+        if float(thr) <= 0:
+            return gt
+        eq = [s == thr for s in scores]
+        n_eq = sum(e.sum() for e in eq)
+        if int(n_eq) == 0:
+            return gt
+        room = fraction * sum(s.numel() for s in scores) - sum(g.sum() for g in gt)
+        p = (room / n_eq).clamp(0.0, 1.0)
+        return [g | (e & (torch.rand(e.shape, generator=self._gen, device=e.device) < p)) for g, e in zip(gt, eq)]
 
 
 def _row_topk(s: torch.Tensor, fraction: float) -> torch.Tensor:
+    """Exactly the top ``fraction`` of each output neuron's incoming weights (ties broken by index)."""
     rows = s.reshape(s.shape[0], -1)
     k = max(1, int(round(fraction * rows.shape[1])))
-    thr = torch.kthvalue(rows, rows.shape[1] - k + 1, dim=1, keepdim=True).values
-    return _above(rows, thr).reshape(s.shape)
+    mask = torch.zeros_like(rows, dtype=torch.bool)
+    mask.scatter_(1, torch.topk(rows, k, dim=1).indices, True)
+    return (mask & (rows > 0)).reshape(s.shape)
 
 
 class PlasticityGate:

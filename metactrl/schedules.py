@@ -13,8 +13,9 @@ Specs (``make_schedule``): ``full``, ``constant:K,Q``, plus those registered wit
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 from .errors import InvalidSchedule, check_fraction, suggest
 
@@ -111,7 +112,4 @@ def list_schedules() -> list[str]:
 
 
 def _ensure_builtin() -> None:
-    try:
-        from . import baselines  # noqa: F401
-    except ImportError:
-        pass
+    from . import baselines, controller  # noqa: F401  (they register baselines and policy:PATH)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .models import CNN, MLP, ViT, TransformerLM
+from .models import CNN, MLP, TransformerLM, ViT
 from .registry import Task, register_task
 from .splits import carve_validation, lm_splits
 

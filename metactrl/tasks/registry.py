@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import fnmatch
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch import nn
@@ -34,7 +34,7 @@ class Splits:
     x_test: torch.Tensor
     y_test: torch.Tensor
 
-    def to(self, device) -> "Splits":
+    def to(self, device) -> Splits:
         return Splits(*(t.to(device) for t in self.tensors()))
 
     def tensors(self):

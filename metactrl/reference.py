@@ -1,0 +1,60 @@
+"""Reference runs: full data, full updates, same instance and budget; computed once and cached on disk.
+
+They normalise metric and energy so that a reward means the same thing on every task. The cache key
+hashes everything that determines the run (task name and configuration, epochs, engine options, seed,
+package version); the cache folder is ``$METACTRL_CACHE/references`` (default ``~/.cache/metactrl``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from .engine import Engine, EngineOptions
+from .tasks.registry import Task
+
+REF_SEED = 0
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("METACTRL_CACHE") or Path.home() / ".cache" / "metactrl")
+
+
+def reference_key(task: Task, epochs: int, options: EngineOptions, seed: int = REF_SEED) -> str:
+    from . import __version__
+
+    blob = json.dumps({"task": task.name, "config": task.config, "epochs": epochs, "seed": seed,
+                       "options": repr(options), "version": __version__}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def reference_run(task: Task, epochs: int, *, options: EngineOptions | None = None, device: str = "cpu",
+                  seed: int = REF_SEED) -> dict:
+    """The full-training curve of ``task``: per-epoch val metric and cumulative energy, cached."""
+    options = options or EngineOptions()
+    path = cache_dir() / "references" / f"{task.name}__{reference_key(task, epochs, options, seed)}.json"
+    if path.is_file():
+        try:
+            return json.loads(path.read_text())
+        except (json.JSONDecodeError, OSError):
+            pass  # a corrupt cache entry is recomputed
+    eng = Engine(task, seed=seed, device=device, options=options)
+    for _ in range(epochs):
+        eng.run_epoch(1.0, 1.0)
+    s = eng.summary(test=False)
+    cum = {"metabolic": 0.0, "backward": 0.0, "flops": 0.0, "weight_writes": 0.0}
+    curve = []
+    for r in eng.history:
+        cum = {"metabolic": cum["metabolic"] + r["metabolic"], "backward": cum["backward"] + r["backward_samples"],
+               "flops": cum["flops"] + r["flops"], "weight_writes": cum["weight_writes"] + r["weight_writes"]}
+        curve.append({"val_metric": r["val_metric"], "train_loss": r["train_loss"], **cum})
+    ref = {"task": task.name, "epochs": epochs, "final_val_metric": s["final_val_metric"], "chance": task.chance,
+           "energy": {"metabolic": cum["metabolic"], "backward": cum["backward"], "flops": cum["flops"],
+                      "weight_writes": cum["weight_writes"]}, "curve": curve, "diverged": s["diverged"]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(ref))
+    tmp.replace(path)
+    return ref
