@@ -214,9 +214,9 @@ def _new_model(cfg: TrainConfig, venv, run_dir: Path):
     from stable_baselines3 import PPO, SAC
 
     if cfg.algo == "ppo":
-        # Short episodes (10 epochs): rollouts of 128 steps per env hold ~25 episodes; gamma 1 because the
-        # return is the whole run's outcome and the budget is observed.
-        return PPO("MlpPolicy", venv, n_steps=128, batch_size=64, n_epochs=10, gamma=0.99, gae_lambda=0.95,
+        # Short episodes (~10 epochs): rollouts of up to 128 steps per env hold many whole episodes.
+        n_steps = max(8, min(128, cfg.timesteps // (2 * cfg.n_envs)))  # at least two updates
+        return PPO("MlpPolicy", venv, n_steps=n_steps, batch_size=min(64, n_steps * cfg.n_envs), n_epochs=10, gamma=0.99, gae_lambda=0.95,
                    learning_rate=3e-4, ent_coef=0.0, clip_range=0.2, seed=cfg.seed, device="cpu", verbose=0,
                    policy_kwargs={"net_arch": [64, 64]})
     return SAC("MlpPolicy", venv, learning_starts=200, batch_size=128, gamma=0.99, seed=cfg.seed, device="cpu",
@@ -266,6 +266,7 @@ def train(cfg: TrainConfig) -> Path:
               f"--timesteps {cfg.timesteps} --suite {cfg.suite} --name {cfg.name}")
         venv.close()
         raise
+    model.logger.dump(model.num_timesteps)  # the last update's train/ scalars
     train_s = time.time() - t0
     print(f"trained {model.num_timesteps} steps in {train_s:.0f}s; evaluating on held-out instances...")
     results = final_evaluation(cfg, suite, model, venv, heldout)

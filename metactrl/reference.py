@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from .engine import Engine, EngineOptions
+from .errors import MetactrlError
 from .tasks.registry import Task
 
 REF_SEED = 0
@@ -43,6 +44,10 @@ def reference_run(task: Task, epochs: int, *, options: EngineOptions | None = No
     eng = Engine(task, seed=seed, device=device, options=options)
     for _ in range(epochs):
         eng.run_epoch(1.0, 1.0)
+        if eng.diverged:
+            raise MetactrlError(f"the full-training reference run of task '{task.name}' diverged (non-finite loss) "
+                                f"in epoch {eng.epoch}; it cannot normalise rewards. Lower the task's lr "
+                                f"(e.g. overrides = {{ lr = {task.lr / 10:g} }}) or fix the model.")
     s = eng.summary(test=False)
     cum = {"metabolic": 0.0, "backward": 0.0, "flops": 0.0, "weight_writes": 0.0}
     curve = []

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from metactrl import CachingConfig, Engine, EngineOptions, EnergyMeter, PlasticityGate, make_task
+from metactrl import CachingConfig, EnergyMeter, Engine, EngineOptions, PlasticityGate, make_task
 from metactrl.errors import ConfigError, InvalidValue, TaskNotFound
 from metactrl.selection import SampleMemory, select
 

@@ -1,0 +1,99 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from metactrl.controller import TrainConfig, load_bundle, train
+from metactrl.errors import PolicyMismatch
+from metactrl.runner import run_schedule
+from metactrl.schedules import make_schedule
+from metactrl.tasks import make_task
+
+TINY = str(Path(__file__).parent / "data" / "tiny.toml")
+
+
+def _tags(run_dir: Path) -> set[str]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = set()
+    for ev in run_dir.glob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(ev), size_guidance={"scalars": 0, "images": 0})
+        acc.Reload()
+        tags |= set(acc.Tags()["scalars"]) | set(acc.Tags()["images"])
+    return tags
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ctrl")
+    cfg = TrainConfig(suite=TINY, timesteps=24, n_envs=1, eval_freq=12, checkpoint_freq=12, eval_seeds=1,
+                      baseline_grid=True, name="t", policies_dir=str(d / "policies"), runs_dir=str(d / "runs"))
+    return train(cfg), d
+
+
+def test_bundle_card_and_plain_sb3_load(bundle):
+    path, _ = bundle
+    b = load_bundle(path)
+    assert b.card["features_version"] == 1 and b.card["timesteps"] >= 24
+    assert b.card["suite"]["name"] == "tiny" and "heldout_mean" in b.card["evaluation"]
+    assert "best_constant" in b.card["evaluation"]
+    from stable_baselines3 import PPO
+
+    assert PPO.load(str(path / "model.zip")).observation_space.shape == (11,)
+
+
+def test_tensorboard_tags(bundle):
+    _, d = bundle
+    run_dir = next((d / "runs").iterdir())
+    tags = _tags(run_dir)
+    for t in ("meta/all/final_val_metric", "meta/all/energy_ratio", "meta/all/backward_ratio", "meta/all/return",
+              "eval/heldout_return", "train/value_loss", "rollout/ep_rew_mean"):
+        assert t in tags, (t, sorted(tags))
+    assert any(t.startswith("schedule/") and t.endswith("last_episode_keep") for t in tags)
+    assert any(t.startswith("eval/") and t.endswith("/schedule") for t in tags)  # the schedule figure
+
+
+def test_policy_schedule_drives_a_run(bundle):
+    path, _ = bundle
+    out = run_schedule(make_task("digits-mlp", width=16), make_schedule(f"policy:{path}"), seed=0, device="cpu",
+                       epochs=2)
+    assert out["epochs"] == 2 and out["schedule"].startswith("policy:")
+
+
+def test_resume_continues_from_checkpoint(bundle, tmp_path):
+    _, d = bundle
+    ckpts = sorted((d / "runs").glob("*/checkpoints/ctrl_*_steps.zip"))
+    assert ckpts
+    cfg = TrainConfig(suite=TINY, timesteps=40, n_envs=1, eval_freq=0, eval_seeds=1, baseline_grid=False,
+                      resume=str(ckpts[-1]), name="r", policies_dir=str(tmp_path))
+    b = load_bundle(train(cfg))
+    assert b.card["timesteps"] >= 40
+
+
+def test_corrupt_and_mismatched_bundles(bundle, tmp_path):
+    import shutil
+
+    path, _ = bundle
+    with pytest.raises(PolicyMismatch, match="missing"):
+        load_bundle(tmp_path)
+    bad = tmp_path / "bad"
+    shutil.copytree(path, bad)
+    card = (bad / "card.toml").read_text()
+    (bad / "card.toml").write_text(card.replace("features_version = 1", "features_version = 0"))
+    with pytest.raises(PolicyMismatch, match="features version 0"):
+        load_bundle(bad)
+    (bad / "card.toml").write_text(card)
+    (bad / "model.zip").write_bytes(b"not a zip")
+    with pytest.raises(PolicyMismatch, match="corrupt"):
+        load_bundle(bad)
+
+
+def test_train_cli_with_two_subprocess_envs(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "metactrl", "train", "--suite", TINY, "--timesteps", "16",
+                        "--n-envs", "2", "--eval-freq", "0", "--no-baseline-grid", "--eval-seeds", "1",
+                        "--policies-dir", str(tmp_path / "p"), "--runs-dir", str(tmp_path / "runs")],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (tmp_path / "p" / "default" / "card.toml").is_file()
+    assert "held-out instance" in r.stdout

@@ -1,0 +1,133 @@
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import metactrl  # noqa: F401  (registers the env)
+from metactrl.env import TrainingEnv, action_to_schedule, schedule_to_action
+from metactrl.errors import ConfigError, InvalidValue, MetactrlError, TaskNotFound
+from metactrl.features import N_FEATURES
+from metactrl.suite import ActionConfig, load_suite
+
+TINY = str(Path(__file__).parent / "data" / "tiny.toml")
+
+
+def test_registered_and_passes_both_checkers():
+    from gymnasium.utils.env_checker import check_env
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    env = gym.make("metactrl/Training-v0", suite=TINY)
+    check_env(env.unwrapped, skip_render_check=True)
+    sb3_check_env(TrainingEnv(TINY), warn=True)
+
+
+def test_same_seed_same_actions_same_episode():
+    def episode(seed):
+        env = TrainingEnv(TINY)
+        obs, _ = env.reset(seed=seed)
+        out = [obs]
+        for a in ([0.5, -0.3], [-0.8, 0.9], [1.0, -1.0]):
+            obs, r, term, trunc, info = env.step(np.array(a, dtype=np.float32))
+            out += [obs, np.array([r])]
+        return np.concatenate(out), trunc
+
+    a, trunc = episode(7)
+    b, _ = episode(7)
+    c, _ = episode(8)
+    assert trunc
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_action_mapping_bounds_and_log_scale():
+    cfg = ActionConfig(keep_min=0.1, update_min=0.01)
+    assert action_to_schedule([-1, -1], cfg) == pytest.approx((0.1, 0.01))
+    assert action_to_schedule([1, 1], cfg) == pytest.approx((1.0, 1.0))
+    assert action_to_schedule([0, 0], cfg)[1] == pytest.approx(0.1)  # geometric midpoint of 1% and 100%
+    k, q = 0.37, 0.042
+    assert action_to_schedule(schedule_to_action(k, q, cfg), cfg) == pytest.approx((k, q), rel=1e-5)
+    with pytest.raises(InvalidValue):
+        action_to_schedule([np.nan, 0], cfg)
+
+
+def test_reward_decomposes_and_info_has_raw_figures():
+    env = TrainingEnv(TINY)
+    env.reset(seed=0)
+    total = 0.0
+    for _ in range(3):
+        _, r, term, trunc, info = env.step(np.array([1.0, 1.0], dtype=np.float32))
+        assert r == pytest.approx(info["reward_gain"] - info["reward_energy"] - info["reward_penalty"])
+        for k in ("val_metric", "metabolic", "backward_samples", "flops"):
+            assert k in info
+        total += r
+    s = info["episode_summary"]
+    lam = env.suite.reward.lam
+    assert total == pytest.approx(s["metric_norm"] - lam * s["energy_ratio"] - info["reward_penalty"], abs=1e-6)
+    assert s["backward_ratio"] == pytest.approx(1.0)  # full data every epoch = the reference's passes
+
+
+def test_less_energy_costs_less():
+    env = TrainingEnv(TINY)
+    env.reset(seed=0)
+    full = env.step(np.array([1, 1], dtype=np.float32))[4]["reward_energy"]
+    env.reset(seed=0)
+    sparse = env.step(np.array([-1, -1], dtype=np.float32))[4]["reward_energy"]
+    assert sparse < 0.3 * full
+
+
+def test_divergence_ends_episode_with_penalty():
+    env = TrainingEnv(TINY)
+    env.reset(seed=0)
+    for g in env.engine.optimizer.param_groups:  # sabotage this run only (the reference stays healthy)
+        g["lr"] = 1e8
+    done = False
+    while not done:
+        _, r, term, trunc, info = env.step(np.array([1, 1], dtype=np.float32))
+        done = term or trunc
+    assert term and info["diverged"] and r < 0
+
+
+def test_observation_shape_and_reference_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("METACTRL_CACHE", str(tmp_path))
+    env = TrainingEnv(TINY)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (N_FEATURES,) and obs.dtype == np.float32
+    files = list((tmp_path / "references").glob("*.json"))
+    assert len(files) == 1
+    mtime = files[0].stat().st_mtime
+    TrainingEnv(TINY).reset(seed=1)  # a second env reuses the cached reference
+    assert files[0].stat().st_mtime == mtime
+
+
+def test_diverging_reference_is_a_clear_error(tmp_path):
+    suite = tmp_path / "div.toml"
+    suite.write_text('[[train]]\ntask = "digits-mlp"\nepochs = 3\noverrides = { lr = 1e8, optimizer = "sgd" }\n')
+    with pytest.raises(MetactrlError, match="reference run .* diverged"):
+        TrainingEnv(str(suite)).reset(seed=0)
+
+
+def test_suite_errors(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[train]]\ntask = "digit-mlp"\n')
+    with pytest.raises(TaskNotFound, match="digits-mlp"):
+        load_suite(bad)
+    bad.write_text('[[train]]\ntask = "digits-mlp"\n[reward]\nlamda = 1\n')
+    with pytest.raises(ConfigError, match="lamda"):
+        load_suite(bad)
+    bad.write_text('[[train]]\ntask = "digits-mlp"\n[reward]\nlam = nan\n')
+    with pytest.raises(InvalidValue, match="lam"):
+        load_suite(bad)
+    bad.write_text('[[train]]\ntask = "digits-mlp"\n[reward]\nmode = "tradeof"\n')
+    with pytest.raises(ConfigError, match="tradeoff"):
+        load_suite(bad)
+
+
+def test_shipped_suites_load():
+    repo = Path(__file__).resolve().parents[1]
+    for p in (repo / "envs").glob("*.toml"):
+        s = load_suite(p)
+        assert s.train, p
+    d = load_suite(repo / "envs" / "default.toml")
+    train_tasks = {i.task for i in d.train}
+    assert train_tasks and not train_tasks & {i.task for i in d.heldout}
