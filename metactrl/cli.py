@@ -35,7 +35,7 @@ class RunConfig:
     threads: int = C.field(0, "torch CPU threads (0: torch's default)")
 
 
-def _task(name: str, data_dir: str, overrides: dict):
+def task_from_name(name: str, data_dir: str, overrides: dict):
     from .tasks import make_task, task_defaults
 
     if data_dir and "data_dir" in task_defaults(name):
@@ -71,7 +71,7 @@ def cmd_run(cfg: RunConfig) -> int:
     from .schedules import Constant, make_schedule
 
     print(C.format_config(cfg))
-    task = _task(cfg.task, cfg.data_dir, C.parse_overrides(cfg.set))
+    task = task_from_name(cfg.task, cfg.data_dir, C.parse_overrides(cfg.set))
     schedule = make_schedule(cfg.schedule) if cfg.schedule else Constant(cfg.keep, cfg.update)
     options = EngineOptions(select=cfg.select, score=cfg.score, scope=cfg.scope, alpha=cfg.alpha)
     epochs = cfg.epochs or task.epochs
@@ -118,9 +118,11 @@ def write_json(path: str, obj) -> None:
 
 def _commands():
     from .compare import CompareConfig, cmd_compare
+    from .apply import ApplyConfig, cmd_apply
     from .controller import TrainConfig, cmd_train
 
-    return {"run": (RunConfig, cmd_run), "train": (TrainConfig, cmd_train), "compare": (CompareConfig, cmd_compare)}
+    return {"run": (RunConfig, cmd_run), "train": (TrainConfig, cmd_train), "apply": (ApplyConfig, cmd_apply),
+            "compare": (CompareConfig, cmd_compare)}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -426,8 +426,12 @@ class PolicySchedule:
 
     def reset(self, engine, epochs: int) -> None:
         ref = reference_run(engine.task, epochs, options=self.options or engine.opt, device=str(engine.device))
+        self.start(ref, epochs, engine.evaluate("val")["metric"])
+
+    def start(self, ref: dict, epochs: int, initial_metric: float) -> None:
+        """Begin a run whose full-training reference is ``ref`` (the format of ``reference_run``)."""
         self.tracker = FeatureTracker(ref, epochs)
-        self.tracker.reset(engine.evaluate("val")["metric"])
+        self.tracker.reset(initial_metric)
         self.seen = 0
         self.last_action = np.ones(2, dtype=np.float32)
         self.decisions = []

@@ -142,6 +142,8 @@ class Engine:
         params = [p for p in self.model.parameters() if p.requires_grad]
         if not params:
             raise MetactrlError(f"the model of task '{task.name}' has no trainable parameters; nothing to train.")
+        if optimizer is None and task.optimizer_fn is not None:
+            optimizer = task.optimizer_fn(params)
         self.optimizer = optimizer or make_optimizer(task.optimizer, params, task.lr, task.weight_decay,
                                                      task.momentum)
         self.data = task.data().to(self.device)

@@ -70,6 +70,7 @@ class Task:
     config: dict = field(default_factory=dict)
     source: str = "embedded"
     available: Callable[[], bool] = lambda: True
+    optimizer_fn: Callable | None = None  # params -> Optimizer; overrides optimizer/lr/... when given
     _splits: Splits | None = field(default=None, repr=False)
 
     def __post_init__(self):
