@@ -20,12 +20,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .engine import Engine, EngineOptions, per_sample_stats, resolve_device
 from .energy import EnergyMeter
+from .engine import Engine, EngineOptions, per_sample_stats, resolve_device
 from .errors import InvalidValue, MetactrlError, PolicyMismatch
 from .plasticity import PlasticityGate
 from .reference import reference_run
-from .runner import run_schedule
 from .schedules import Decision, Schedule, make_schedule
 from .selection import SampleMemory, select
 from .tasks.registry import Splits, Task

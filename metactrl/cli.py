@@ -117,8 +117,8 @@ def write_json(path: str, obj) -> None:
 
 
 def _commands():
-    from .compare import CompareConfig, cmd_compare
     from .apply import ApplyConfig, cmd_apply
+    from .compare import CompareConfig, cmd_compare
     from .controller import TrainConfig, cmd_train
 
     return {"run": (RunConfig, cmd_run), "train": (TrainConfig, cmd_train), "apply": (ApplyConfig, cmd_apply),

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from metactrl.api import EnergyAwareTrainer, EnergyHooks
-from metactrl.errors import InvalidValue, MetactrlError, PolicyMismatch
+from metactrl.errors import InvalidValue, MetactrlError
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
