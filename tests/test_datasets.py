@@ -28,10 +28,16 @@ SMALL = {"fashion": {"max_train": 300, "max_test": 100}, "cifar10": {"max_train"
          "shakespeare": {"max_chars": 20_000}, "wikitext2": {"max_tokens": 20_000, "max_test_tokens": 5_000}}
 
 
+@pytest.fixture(scope="module")
+def module_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.fixture(autouse=True)
-def _tmp_cache(tmp_path, monkeypatch):
-    # Keep decoded-data caches out of the user's home during tests.
-    monkeypatch.setenv(data.CACHE_ENV_VAR, str(tmp_path / "cache"))
+def _tmp_cache(module_cache, monkeypatch):
+    # Keep decoded-data caches out of the user's home; shared within this module so cifar10-cnn and
+    # cifar10-vit decode their (identical) subset once.
+    monkeypatch.setenv(data.CACHE_ENV_VAR, str(module_cache))
 
 
 def small(name: str) -> dict:
@@ -87,6 +93,7 @@ def test_fashion_idx_on_joined_parts():
 
 @needs_shared
 def test_cifar_jpeg_balanced_and_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv(data.CACHE_ENV_VAR, str(tmp_path / "cache"))
     files = data.cifar_jpeg_files(SHARED)
     if files is None:
         pytest.skip("cifar10-jpg archives absent (the train_*.tar.gz files are optional in shared/)")
