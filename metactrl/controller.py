@@ -14,11 +14,11 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
-import tomllib
 
 from . import config as C
 from .engine import EngineOptions
 from .env import TrainingEnv, action_to_schedule, constant_actor, rollout
+from ._compat import tomllib
 from .errors import InvalidValue, PolicyMismatch
 from .features import FEATURES, FEATURES_VERSION, N_FEATURES, FeatureTracker
 from .reference import reference_run
@@ -114,11 +114,27 @@ def policy_actor(model, obs_rms, clip_obs: float = 10.0, epsilon: float = 1e-8):
 
 
 def constant_grid(env: TrainingEnv, seeds: int, grid=CONSTANT_GRID) -> dict:
-    """Every constant pair of ``grid`` on ``env``'s instances; the best by mean return is marked."""
+    """Every constant pair of ``grid`` on ``env``'s instances; the best by mean return is marked.
+
+    The grid does not depend on any policy, so it is cached (keyed by suite, split, grid, seeds, version).
+    """
+    import hashlib
+    import json
+
+    from . import __version__
+    from .reference import cache_dir
+
+    key = hashlib.sha256(json.dumps([env.suite.digest(), env.split, grid, seeds, __version__]).encode()).hexdigest()
+    path = cache_dir() / "grids" / f"{env.suite.name}__{env.split}__{key[:16]}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
     results = {f"{k:g},{q:g}": evaluate_actor(env, constant_actor(k, q, env.suite.action), seeds)["mean"]
                for k, q in grid}
     best = max(results, key=lambda key: results[key]["return"])
-    return {"best": best, "best_return": results[best]["return"], "grid": results}
+    out = {"best": best, "best_return": results[best]["return"], "grid": results}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- callbacks
@@ -218,7 +234,7 @@ def _new_model(cfg: TrainConfig, venv, run_dir: Path):
         n_steps = max(8, min(128, cfg.timesteps // (2 * cfg.n_envs)))  # at least two updates
         return PPO("MlpPolicy", venv, n_steps=n_steps, batch_size=min(64, n_steps * cfg.n_envs), n_epochs=10, gamma=0.99, gae_lambda=0.95,
                    learning_rate=3e-4, ent_coef=0.0, clip_range=0.2, seed=cfg.seed, device="cpu", verbose=0,
-                   policy_kwargs={"net_arch": [64, 64]})
+                   policy_kwargs={"net_arch": [64, 64], "log_std_init": -0.5})
     return SAC("MlpPolicy", venv, learning_starts=200, batch_size=128, gamma=0.99, seed=cfg.seed, device="cpu",
                verbose=0, policy_kwargs={"net_arch": [64, 64]})
 

@@ -98,9 +98,15 @@ def per_sample_stats(kind: str, logits: torch.Tensor, y: torch.Tensor, learn_fro
 
 
 def measure_flops(model: nn.Module, kind: str, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """Forward and backward FLOPs per sample, measured once with torch.utils.flop_counter."""
+    """Forward and backward FLOPs per sample, measured once with torch.utils.flop_counter.
+
+    Measured on a copy so that the model's own state (BatchNorm statistics, grads) is untouched.
+    """
+    import copy
+
     from torch.utils.flop_counter import FlopCounterMode
 
+    model = copy.deepcopy(model)
     try:
         with FlopCounterMode(display=False) as fc:
             out = model(x)

@@ -28,8 +28,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import tomllib
 
+from ._compat import tomllib
 from .errors import ConfigError, InvalidValue, MetactrlError, suggest
 from .tasks.registry import Task, make_task, task_defaults
 
