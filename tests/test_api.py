@@ -73,12 +73,6 @@ def test_hooks_mask_and_account_in_a_user_loop():
     assert hooks.report()["backward_samples"] == 128
 
 
-def test_hooks_refuse_policy_without_reference(tmp_path):
-    model = nn.Linear(16, 4)
-    with pytest.raises(Exception, match="(reference|bundle)"):
-        EnergyHooks(model, torch.optim.SGD(model.parameters(), lr=0.1), 10, schedule=str(tmp_path))
-
-
 def _readme_blocks() -> list[str]:
     text = README.read_text()
     return re.findall(r"```python\n(.*?)```", text, flags=re.S)

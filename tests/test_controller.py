@@ -71,6 +71,18 @@ def test_resume_continues_from_checkpoint(bundle, tmp_path):
     assert b.card["timesteps"] >= 40
 
 
+def test_hooks_with_policy_need_a_reference(bundle):
+    import torch
+    from torch import nn
+
+    from metactrl.api import EnergyHooks
+
+    path, _ = bundle
+    model = nn.Linear(4, 2)
+    with pytest.raises(PolicyMismatch, match="reference"):
+        EnergyHooks(model, torch.optim.SGD(model.parameters(), lr=0.1), 10, schedule=str(path))
+
+
 def test_corrupt_and_mismatched_bundles(bundle, tmp_path):
     import shutil
 
@@ -97,3 +109,26 @@ def test_train_cli_with_two_subprocess_envs(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert (tmp_path / "p" / "default" / "card.toml").is_file()
     assert "held-out instance" in r.stdout
+
+
+def test_apply_compares_policy_and_full_on_same_seeds(bundle, tmp_path):
+    import json
+
+    path, _ = bundle
+    out = tmp_path / "apply.json"
+    r = subprocess.run([sys.executable, "-m", "metactrl", "apply", "--policy", str(path), "--task", "digits-mlp",
+                        "--seeds", "2", "--epochs", "2", "--set", "width=16", "--json", str(out),
+                        "--runs-dir", str(tmp_path / "runs"), "--device", "cpu"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "policy/full" in r.stdout
+    res = json.loads(out.read_text())
+    for kind in ("policy", "full"):
+        s = res[kind]
+        assert s["seeds"] == [0, 1] and len(s["per_seed"]) == 2
+        for k in ("metabolic", "metabolic_min", "weight_writes", "forward_samples", "backward_samples", "flops",
+                  "wall_s"):
+            assert k in s["energy"]
+        assert s["final_val_metric"] == pytest.approx(sum(p["final_val_metric"] for p in s["per_seed"]) / 2)
+    assert res["full"]["energy"]["backward_samples"] == res["full"]["per_seed"][0]["backward_samples"]
+    assert len(list((tmp_path / "runs").glob("digits-mlp__apply-*"))) == 4

@@ -219,3 +219,25 @@ def test_missing_fashion_names_every_folder(tmp_path):
     for folder in data.fashion_folders(tmp_path):
         assert str(folder) in str(err.value)
     assert "download=True" in str(err.value) and "zalandoresearch" in str(err.value)
+
+
+def test_download_only_when_asked(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    calls = []
+
+    class FakeFashionMNIST:  # stands in for the network: writes what torchvision's download would
+        def __init__(self, root: str, download: bool = False):
+            calls.append(download)
+            raw = Path(root) / "FashionMNIST" / "raw"
+            raw.mkdir(parents=True, exist_ok=True)
+            for split, n in (("train", 20), ("t10k", 10)):
+                write_idx(raw / f"{split}-images-idx3-ubyte", np.zeros((n, 28, 28)), compress=False)
+                write_idx(raw / f"{split}-labels-idx1-ubyte", np.arange(n) % 10, compress=False)
+
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", FakeFashionMNIST)
+    with pytest.raises(DatasetMissing):
+        make_task("fashion-cnn", data_dir=str(tmp_path)).data()
+    assert calls == []
+    s = make_task("fashion-cnn", data_dir=str(tmp_path), download=True, max_train=None, max_test=None).data()
+    assert calls == [True] and len(s.x_test) == 10

@@ -181,7 +181,7 @@ def _cifar_task(name: str, model_fn: Callable[[], nn.Module], data_dir: str | No
 @register_task("cifar10-cnn", family="cnn", data="cifar10")
 def cifar10_cnn(*, data_dir: str | None = None, download: bool = False, max_train: int | None = 5000,
                 max_test: int | None = 2000, image_size: int = 32, width: int = 16, depth: int = 4,
-                epochs: int = 8, batch_size: int = 64, lr: float = 2e-3, optimizer: str = "adamw",
+                epochs: int = 6, batch_size: int = 64, lr: float = 2e-3, optimizer: str = "adamw",
                 weight_decay: float = 1e-4) -> Task:
     """CIFAR-10 with a small CNN (defaults: 5000 training images, ~50% validation accuracy on 2 cores)."""
     return _cifar_task("cifar10-cnn", lambda: CNN(3, 10, image_size, width=width, depth=depth), data_dir,
@@ -192,7 +192,7 @@ def cifar10_cnn(*, data_dir: str | None = None, download: bool = False, max_trai
 @register_task("cifar10-vit", family="vit", data="cifar10")
 def cifar10_vit(*, data_dir: str | None = None, download: bool = False, max_train: int | None = 5000,
                 max_test: int | None = 2000, image_size: int = 32, patch: int = 4, dim: int = 64, depth: int = 2,
-                heads: int = 4, epochs: int = 8, batch_size: int = 64, lr: float = 1e-3, optimizer: str = "adamw",
+                heads: int = 4, epochs: int = 6, batch_size: int = 64, lr: float = 1e-3, optimizer: str = "adamw",
                 weight_decay: float = 1e-4) -> Task:
     """CIFAR-10 with a small Vision Transformer (64 patches of 4x4 by default)."""
     return _cifar_task("cifar10-vit",
