@@ -24,7 +24,7 @@ from .energy import EnergyMeter
 from .engine import Engine, EngineOptions, per_sample_stats, resolve_device
 from .errors import InvalidValue, MetactrlError, PolicyMismatch
 from .plasticity import PlasticityGate
-from .reference import reference_run
+from .reference import reference_from_history, reference_run
 from .schedules import Decision, Schedule, make_schedule
 from .selection import SampleMemory, select
 from .tasks.registry import Splits, Task
@@ -231,11 +231,5 @@ class EnergyHooks:
         """This run as a full-training reference for later policy runs (format of ``reference_run``)."""
         if not self.history:
             raise MetactrlError("no epochs recorded yet.")
-        cum, curve = {"metabolic": 0.0, "backward": 0.0, "flops": 0.0, "weight_writes": 0.0}, []
-        for r in self.history:
-            cum = {"metabolic": cum["metabolic"] + r["metabolic"], "backward": cum["backward"] + r["backward_samples"],
-                   "flops": 0.0, "weight_writes": cum["weight_writes"] + r["weight_writes"]}
-            curve.append({"val_metric": r["val_metric"], "train_loss": r["train_loss"], **cum})
         ch = chance if chance is not None else (1.0 / self.num_classes if self.num_classes else 0.0)
-        return {"task": "custom", "epochs": len(self.history), "final_val_metric": self.history[-1]["val_metric"],
-                "chance": ch, "energy": dict(cum), "curve": curve, "diverged": False}
+        return reference_from_history(self.history, "custom", ch)

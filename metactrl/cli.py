@@ -95,7 +95,8 @@ def cmd_run(cfg: RunConfig) -> int:
     tb.write_summary(w, summary)
     w.close()
     e = summary["energy"]
-    print(f"\n{cfg.task}: final val {summary['final_val_metric']:.4f}  test {summary.get('test_metric', float('nan')):.4f}"
+    test = summary.get("test_metric", float("nan"))
+    print(f"\n{cfg.task}: final val {summary['final_val_metric']:.4f}  test {test:.4f}"
           f"  M1 {e['metabolic']:.3f}  M_min {e['metabolic_min']:.3f}  M1/M_min {e['metabolic_ratio']:.2f}"
           f"  writes {e['weight_writes']:,}  bwd {e['backward_samples']:,}  FLOPs {e['flops']:.3g}"
           f"  wall {e['wall_s']:.1f}s")

@@ -48,18 +48,21 @@ def reference_run(task: Task, epochs: int, *, options: EngineOptions | None = No
             raise MetactrlError(f"the full-training reference run of task '{task.name}' diverged (non-finite loss) "
                                 f"in epoch {eng.epoch}; it cannot normalise rewards. Lower the task's lr "
                                 f"(e.g. overrides = {{ lr = {task.lr / 10:g} }}) or fix the model.")
-    s = eng.summary(test=False)
-    cum = {"metabolic": 0.0, "backward": 0.0, "flops": 0.0, "weight_writes": 0.0}
-    curve = []
-    for r in eng.history:
-        cum = {"metabolic": cum["metabolic"] + r["metabolic"], "backward": cum["backward"] + r["backward_samples"],
-               "flops": cum["flops"] + r["flops"], "weight_writes": cum["weight_writes"] + r["weight_writes"]}
-        curve.append({"val_metric": r["val_metric"], "train_loss": r["train_loss"], **cum})
-    ref = {"task": task.name, "epochs": epochs, "final_val_metric": s["final_val_metric"], "chance": task.chance,
-           "energy": {"metabolic": cum["metabolic"], "backward": cum["backward"], "flops": cum["flops"],
-                      "weight_writes": cum["weight_writes"]}, "curve": curve, "diverged": s["diverged"]}
+    ref = reference_from_history(eng.history, task.name, task.chance)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(ref))
     tmp.replace(path)
     return ref
+
+
+def reference_from_history(history: list[dict], task: str, chance: float) -> dict:
+    """A full-training run's epoch records in the reference format: the val curve and cumulative energies."""
+    cum = {"metabolic": 0.0, "backward": 0.0, "flops": 0.0, "weight_writes": 0.0}
+    curve = []
+    for r in history:
+        cum = {"metabolic": cum["metabolic"] + r["metabolic"], "backward": cum["backward"] + r["backward_samples"],
+               "flops": cum["flops"] + r.get("flops", 0.0), "weight_writes": cum["weight_writes"] + r["weight_writes"]}
+        curve.append({"val_metric": r["val_metric"], "train_loss": r["train_loss"], **cum})
+    return {"task": task, "epochs": len(history), "final_val_metric": history[-1]["val_metric"], "chance": chance,
+            "energy": dict(cum), "curve": curve, "diverged": bool(history[-1].get("diverged", False))}
