@@ -16,9 +16,9 @@ import gymnasium as gym
 import numpy as np
 
 from . import config as C
+from ._compat import tomllib
 from .engine import EngineOptions
 from .env import TrainingEnv, action_to_schedule, constant_actor, rollout, schedule_to_action
-from ._compat import tomllib
 from .errors import InvalidValue, PolicyMismatch
 from .features import FEATURES, FEATURES_VERSION, N_FEATURES, FeatureTracker
 from .reference import reference_run
@@ -233,7 +233,8 @@ def _new_model(cfg: TrainConfig, venv, run_dir: Path):
     if cfg.algo == "ppo":
         # Short episodes (~10 epochs): rollouts of up to 128 steps per env hold many whole episodes.
         n_steps = max(8, min(128, cfg.timesteps // (2 * cfg.n_envs)))  # at least two updates
-        return PPO("MlpPolicy", venv, n_steps=n_steps, batch_size=min(64, n_steps * cfg.n_envs), n_epochs=10, gamma=0.99, gae_lambda=0.95,
+        return PPO("MlpPolicy", venv, n_steps=n_steps, batch_size=min(64, n_steps * cfg.n_envs), n_epochs=10,
+                   gamma=0.99, gae_lambda=0.95,
                    learning_rate=3e-4, ent_coef=0.0, clip_range=0.2, seed=cfg.seed, device="cpu", verbose=0,
                    policy_kwargs={"net_arch": [64, 64], "log_std_init": -1.0})
     return SAC("MlpPolicy", venv, learning_starts=200, batch_size=128, gamma=0.99, seed=cfg.seed, device="cpu",
@@ -252,7 +253,7 @@ def set_initial_action(model, cfg: TrainConfig, action_cfg: ActionConfig) -> Non
     try:
         keep, update = (float(v) for v in cfg.init_action.split(","))
     except ValueError:
-        raise InvalidValue(f"init_action must look like 'KEEP,UPDATE' (e.g. 0.95,0.1), got {cfg.init_action!r}.")
+        raise InvalidValue(f"init_action must look like 'KEEP,UPDATE' (e.g. 0.95,0.1), got {cfg.init_action!r}.") from None
     a = torch.as_tensor(schedule_to_action(keep, update, action_cfg))
     with torch.no_grad():
         if cfg.algo == "ppo":

@@ -28,7 +28,6 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-
 from ._compat import tomllib
 from .errors import ConfigError, InvalidValue, MetactrlError, suggest
 from .tasks.registry import Task, make_task, task_defaults

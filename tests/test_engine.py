@@ -50,7 +50,7 @@ def test_masked_weights_bit_identical(opt_name, scope):
     opt = opts[opt_name]()
     gate = PlasticityGate(params, EnergyMeter(params), scope=scope, refresh=1)
     n = sum(p.numel() for p in params)
-    for step in range(4):  # momentum/Adam state from earlier steps must not leak into masked weights
+    for _ in range(4):  # momentum/Adam state from earlier steps must not leak into masked weights
         x, y = torch.randn(16, 20), torch.randint(0, 5, (16,))
         nn.functional.cross_entropy(model(x), y).backward()
         before = [p.detach().clone() for p in params]
