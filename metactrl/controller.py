@@ -253,7 +253,8 @@ def set_initial_action(model, cfg: TrainConfig, action_cfg: ActionConfig) -> Non
     try:
         keep, update = (float(v) for v in cfg.init_action.split(","))
     except ValueError:
-        raise InvalidValue(f"init_action must look like 'KEEP,UPDATE' (e.g. 0.95,0.1), got {cfg.init_action!r}.") from None
+        msg = f"init_action must look like KEEP,UPDATE (e.g. 0.95,0.1), got {cfg.init_action!r}."
+        raise InvalidValue(msg) from None
     a = torch.as_tensor(schedule_to_action(keep, update, action_cfg))
     with torch.no_grad():
         if cfg.algo == "ppo":
