@@ -213,6 +213,24 @@ def _spec_fingerprint(spec: str) -> str:
     return h.hexdigest()[:16]
 
 
+RUN_CODE = ("engine.py", "selection.py", "plasticity.py", "energy.py", "runner.py", "schedules.py", "baselines.py",
+            "tasks/*.py")
+
+
+def code_fingerprint() -> str:
+    """Hash of the source files that decide a run's numbers.
+
+    Not part of the cache key (a lint commit would redo every run); stored with each result so that the
+    report can say when cached runs were made by different code.
+    """
+    root, h = Path(__file__).parent, hashlib.sha256()
+    for pattern in RUN_CODE:
+        for f in sorted(root.glob(pattern)):
+            h.update(f.relative_to(root).as_posix().encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:12]
+
+
 def plan(cfg: CompareConfig) -> tuple[list[Job], list[str]]:
     """All jobs of the comparison, and the instances skipped because their data is missing."""
     from .engine import EngineOptions, resolve_device
@@ -269,7 +287,7 @@ def run_job(job: Job) -> dict:
         torch.set_num_threads(threads)
     summary["compare"] = {"instance": job.instance.label, "task_config": task.config, "schedule": job.schedule,
                           "seed": job.seed, "epochs": job.epochs, "config_hash": job.key, "version": __version__,
-                          "machine": machine()}
+                          "code": code_fingerprint(), "machine": machine()}
     write_json(job.path, summary)
     return summary
 
@@ -422,7 +440,8 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} logical cores"
 
 
-def markdown(cfg: CompareConfig, agg: dict, specs: list[str], skipped: list[str], errors: dict[str, str]) -> str:
+def markdown(cfg: CompareConfig, agg: dict, specs: list[str], skipped: list[str], errors: dict[str, str],
+             notes: list[str] = ()) -> str:
     """The whole results.md: the command first, then how it was measured, then a section per task."""
     from . import __version__
 
@@ -437,6 +456,7 @@ def markdown(cfg: CompareConfig, agg: dict, specs: list[str], skipped: list[str]
              "scoring passes of PDD-DBPD/SMRD; FLOPs = forward + backward, measured per sample. Schedules are "
              "defined in metactrl/baselines.py (defaults: PDD γ = 0.95, τ = 0.3, last epoch on all data; InfoBatch "
              "r = 0.5, last ⌈T/8⌉ epochs on all data; topk-anneal:Q uses Q^((t−1)/(T−1)) in epoch t of T).", ""]
+    lines += [f"**Note:** {n}\n" for n in notes]
     if skipped:
         lines += ["Skipped (data missing): " + "; ".join(skipped), ""]
     if errors:
@@ -533,6 +553,17 @@ def write_tensorboard(cfg: CompareConfig, rows: list[dict], results: list[tuple[
     return out
 
 
+def stale_notes(results: list[tuple[Job, dict]]) -> list[str]:
+    """A warning when cached runs were made by other run-deciding code than the current one."""
+    current = code_fingerprint()
+    stale = [j for j, res in results if res.get("compare", {}).get("code", current) != current]
+    if not stale:
+        return []
+    return [f"{len(stale)} of {len(results)} cached runs were made by different engine/schedule code than the "
+            f"current one ({current}); delete their files under cache/ to redo them, e.g. "
+            f"{Path(stale[0].path).name}."]
+
+
 def report(cfg: CompareConfig, jobs: list[Job], skipped: list[str], errors: dict[str, str]) -> tuple[list, str, dict]:
     """Rebuild every report from the cache: returns (rows, markdown, files written)."""
     out = Path(cfg.out)
@@ -541,7 +572,7 @@ def report(cfg: CompareConfig, jobs: list[Job], skipped: list[str], errors: dict
     rows = [row(j, res) for j, res in results]
     specs = parse_list(cfg.schedules, "schedules")
     agg = aggregate(rows)
-    md = markdown(cfg, agg, specs, skipped, errors)
+    md = markdown(cfg, agg, specs, skipped, errors, stale_notes(results))
     files = {"csv": str(out / "results.csv"), "md": str(out / "results.md")}
     write_csv(out / "results.csv", rows)
     write_text(out / "results.md", md)
@@ -569,6 +600,9 @@ def compare(cfg: CompareConfig, *, log=print) -> CompareResult:
         log(f"skipped {s}")
     errors = execute(todo, cfg.workers, log=log)
     rows, md, files = report(cfg, jobs, skipped, errors)
+    for line in md.splitlines():
+        if line.startswith("**Note:**"):
+            log(line.replace("**Note:** ", "warning: "))
     ran = [j for j in todo if j.path not in errors]
     return CompareResult(jobs, ran, cached, errors, skipped, rows, md, files)
 

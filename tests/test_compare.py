@@ -6,7 +6,18 @@ from pathlib import Path
 
 import pytest
 
-from metactrl.compare import CompareConfig, Instance, command_line, compare, load_instances, pareto_points, plan
+from metactrl.compare import (
+    CompareConfig,
+    Instance,
+    Job,
+    code_fingerprint,
+    command_line,
+    compare,
+    load_instances,
+    pareto_points,
+    plan,
+    stale_notes,
+)
 from metactrl.errors import ConfigError, InvalidSchedule
 
 
@@ -52,6 +63,14 @@ def test_compare_caches_resumes_and_reports(tmp_path):
     assert list(Path(cfg.runs_dir).glob("digits-mlp__compare__2__*/events.out.tfevents.*"))
     summary = json.loads(lost.read_text())
     assert summary["compare"]["schedule"] == "pdd-srd" and summary["schedule"] == "pdd-srd"
+    assert summary["compare"]["code"] == code_fingerprint() and "**Note:**" not in md
+
+
+def test_report_warns_about_runs_made_by_other_code():
+    job = Job(Instance("digits-mlp"), "full", 0, 2, "cpu", "", {}, "k", "/x/digits-mlp__full__0__k.json")
+    assert stale_notes([(job, {"compare": {"code": code_fingerprint()}})]) == []
+    note = stale_notes([(job, {"compare": {"code": "0" * 12}}), (job, {"compare": {"code": code_fingerprint()}})])
+    assert len(note) == 1 and note[0].startswith("1 of 2 cached runs") and "digits-mlp__full__0__k.json" in note[0]
 
 
 def test_cache_key_follows_what_determines_a_run(tmp_path):

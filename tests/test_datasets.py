@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from metactrl.errors import DatasetMissing
-from metactrl.tasks import data, make_task
+from metactrl.tasks import data, make_task, task_defaults
 from metactrl.tasks.text import WordVocab, load_wikitext2
 from metactrl.tasks.vision import load_fashion
 
@@ -115,7 +115,7 @@ def test_wikitext_shared_uses_valid_for_training():
     assert data.first_file([SHARED / "wikitext-2" / "wiki.train.tokens"]) is None, "shared data gained a train split"
     s = make_task("wikitext2-lm", data_dir=str(SHARED), **small("wikitext2")).data()
     tokens = data.read_word_tokens(SHARED / "wikitext-2" / "wiki.valid.tokens", small("wikitext2")["max_tokens"])
-    stream = WordVocab(tokens, 5000).encode(tokens)
+    stream = WordVocab(tokens, task_defaults("wikitext2-lm")["vocab_size"]).encode(tokens)
     windows = rows(stream[: (len(stream) - 1) // 32 * 32].view(-1, 32))
     assert rows(s.x_train) | rows(s.x_val) <= windows  # train and validation both come from the valid file
 

@@ -150,7 +150,7 @@ def make_task(name: str, **overrides) -> Task:
     cfg = {**defaults, **overrides}
     task = fn(**cfg)
     task.name = name
-    task.config = {k: v for k, v in cfg.items() if k != "data_dir"}
+    task.config = {k: v for k, v in cfg.items() if k not in ("data_dir", "download")}  # where, not what
     return task
 
 

@@ -101,7 +101,7 @@ def wikitext_available(root: Path) -> bool:
         wikitext_file(root, "train") is not None or wikitext_file(root, "valid") is not None)
 
 
-def load_wikitext2(root: Path, *, seq_len: int = 32, vocab_size: int = 5000, max_tokens: int | None = 200_000,
+def load_wikitext2(root: Path, *, seq_len: int = 32, vocab_size: int = 3000, max_tokens: int | None = 120_000,
                    max_test_tokens: int | None = 50_000) -> Splits:
     """Word-level WikiText-2.
 
@@ -133,8 +133,8 @@ def load_wikitext2(root: Path, *, seq_len: int = 32, vocab_size: int = 5000, max
 
 
 @register_task("wikitext2-lm", family="wordlm", data="wikitext2")
-def wikitext2_lm(*, data_dir: str | None = None, seq_len: int = 32, vocab_size: int = 5000, dim: int = 64,
-                 depth: int = 2, heads: int = 4, max_tokens: int | None = 200_000,
+def wikitext2_lm(*, data_dir: str | None = None, seq_len: int = 32, vocab_size: int = 3000, dim: int = 64,
+                 depth: int = 2, heads: int = 4, max_tokens: int | None = 120_000,
                  max_test_tokens: int | None = 50_000, epochs: int = 6, batch_size: int = 32, lr: float = 2e-3,
                  optimizer: str = "adamw", weight_decay: float = 1e-4) -> Task:
     """Word-level language model on WikiText-2 (``vocab_size`` words, first ``max_tokens`` training tokens)."""
