@@ -7,7 +7,6 @@ BIN := $(VENV)/bin
 
 $(BIN)/metactrl: pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 	# torch 2.14.1 / torchvision 0.29.1 are the newest this project's build machines allow (see pyproject).
 	$(BIN)/pip install -q "torch==2.14.1" "torchvision==0.29.1" || $(BIN)/pip install -q torch torchvision
 	$(BIN)/pip install -q -e ".[dev]"
