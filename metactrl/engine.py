@@ -171,8 +171,8 @@ class Engine:
     # ------------------------------------------------------------------ training
     def run_epoch(self, keep: float = 1.0, update: float = 1.0, *, select: str | None = None,
                   ratio: float | None = None, tau: float = 0.3, rescore: bool = False,
-                  learn_from: str = "all") -> dict:
-        """Train one epoch and return its record (also appended to ``history``).
+                  learn_from: str = "all", portion: float = 1.0) -> dict:
+        """Train one epoch (or a ``portion`` of one) and return its record (also appended to ``history``).
 
         Args:
             keep: data-keep ratio in (0, 1].
@@ -182,8 +182,12 @@ class Engine:
             tau: threshold of the ``threshold`` strategy.
             rescore: run a no-grad scoring pass over all training data first (counted as forward compute).
             learn_from: ``all`` or ``mistakes`` (lazy learning: correct samples contribute no gradient).
+            portion: fraction of an epoch this call trains (decision intervals shorter than an epoch): the
+                selection is made as for a whole epoch, then ⌈portion·selected⌉ of it is trained
+                (``random``/``hardest`` select ⌈keep·portion·N⌉ directly).
         """
         keep, update = check_fraction("keep", keep), check_fraction("update", update)
+        portion = check_fraction("portion", portion)
         if learn_from not in ("all", "mistakes"):
             raise InvalidValue(f"learn_from must be 'all' or 'mistakes', got {learn_from!r}.")
         if self.diverged:
@@ -193,7 +197,14 @@ class Engine:
         if rescore:
             self.score_all()
         strategy = select or (self.opt.select if keep < 1.0 or self.opt.select == "infobatch" else "random")
-        chosen = sel.select(strategy, keep, self.memory, self.gen, ratio=ratio, tau=tau)
+        if portion < 1.0 and strategy in ("random", "hardest"):
+            chosen = sel.select(strategy, keep * portion, self.memory, self.gen)
+        else:
+            chosen = sel.select(strategy, keep, self.memory, self.gen, ratio=ratio, tau=tau)
+            if portion < 1.0:
+                part = torch.randperm(len(chosen.indices), generator=self.gen)[: sel.kept_count(portion, len(
+                    chosen.indices))].to(self.device)
+                chosen = sel.Selection(chosen.indices[part], None if chosen.weights is None else chosen.weights[part])
         stats = self._train_on(chosen, update, learn_from)
         self.meter.wall_s += time.perf_counter() - t0
         rec = self._record(keep, update, strategy, len(chosen.indices), stats, m_before)

@@ -91,6 +91,11 @@ class TrainingEnv(gym.Env):
     ## Episode End
     Truncated when the instance's epoch budget is reached; terminated on divergence.
 
+    ## Decision interval
+    One epoch per step by default. With ``[episode] decisions_per_epoch = k`` in the suite, each step trains
+    1/k of an epoch (``Engine.run_epoch(portion=1/k)``: ⌈keep·N/k⌉ freshly selected samples) and the budget is
+    epochs·k steps; use it where epochs are long.
+
     ## Arguments
     ``suite`` (path or Suite, default ``envs/default.toml``), ``split`` ("train" or "heldout"),
     ``device`` ("cpu"), ``data_dir``, ``threads`` (torch threads, None: leave), ``options``
@@ -153,7 +158,8 @@ class TrainingEnv(gym.Env):
         self.instance, self.task, self.epochs, self.ref = self.instance_setup(self.index)
         run_seed = int(self.np_random.integers(2**31 - 1))
         self.engine = Engine(self.task, seed=run_seed, device=self.device, options=self.engine_options)
-        self.tracker = FeatureTracker(self.ref, self.epochs)
+        self.per_epoch = self.suite.episode.decisions_per_epoch
+        self.tracker = FeatureTracker(self.ref, self.epochs, self.per_epoch)
         self.tracker.reset(self.engine.evaluate("val")["metric"])
         self.prev_m = 0.0
         self.energy_ratio = 0.0
@@ -166,7 +172,7 @@ class TrainingEnv(gym.Env):
             raise MetactrlError("call reset() before step().")
         action = np.clip(np.asarray(action, dtype=np.float32).reshape(2), -1, 1)
         keep, update = action_to_schedule(action, self.suite.action)
-        rec = self.engine.run_epoch(keep, update)
+        rec = self.engine.run_epoch(keep, update, portion=1.0 / self.per_epoch)
         self.actions.append((keep, update))
         self.tracker.update(rec, action)
         obs = self.tracker.observe()
@@ -181,7 +187,7 @@ class TrainingEnv(gym.Env):
         self.energy_ratio += e
         gain, cost, penalty = m - self.prev_m, cfg.lam * e, 0.0
         self.prev_m = m
-        truncated = self.engine.epoch >= self.epochs
+        truncated = self.engine.epoch >= self.epochs * self.per_epoch
         if truncated and cfg.mode == "constraint":
             span = max(self.ref["final_val_metric"] - self.ref["chance"], 1e-6)
             penalty = cfg.kappa * max(0.0, 1.0 - cfg.eps / span - m)

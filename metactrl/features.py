@@ -14,7 +14,7 @@ import numpy as np
 FEATURES_VERSION = 1
 
 FEATURES: tuple[tuple[str, str], ...] = (
-    ("progress", "epochs done / epoch budget"),
+    ("progress", "decision steps done / steps in the budget"),
     ("loss_rel", "last training loss / first epoch's training loss, clipped to [0, 2]"),
     ("metric_norm", "(val metric − chance) / (reference final − chance), clipped to [−1, 2]"),
     ("metric_delta", "change of metric_norm over the last step, clipped to [−1, 1]"),
@@ -37,8 +37,8 @@ def normalised_metric(metric: float, ref: dict) -> float:
 class FeatureTracker:
     """Builds the observation vector from an engine's history and its reference run."""
 
-    def __init__(self, ref: dict, epochs: int):
-        self.ref, self.epochs = ref, epochs
+    def __init__(self, ref: dict, epochs: int, per_epoch: int = 1):
+        self.ref, self.epochs, self.per_epoch = ref, epochs, per_epoch
         self.reset(initial_metric=ref["chance"])
 
     def reset(self, initial_metric: float) -> None:
@@ -68,11 +68,12 @@ class FeatureTracker:
     def observe(self) -> np.ndarray:
         ref, t = self.ref, self.t
         curve = ref["curve"]
-        ref_norm = normalised_metric(curve[t - 1]["val_metric"], ref) if t > 0 else self.prev_metric_norm
-        ref_e = curve[min(t, len(curve)) - 1]["metabolic"] / ref["energy"]["metabolic"] if t > 0 else 0.0
+        ep = min(-(-t // self.per_epoch), len(curve))  # the reference epoch this step falls in
+        ref_norm = normalised_metric(curve[ep - 1]["val_metric"], ref) if t > 0 else self.prev_metric_norm
+        ref_e = curve[ep - 1]["metabolic"] / ref["energy"]["metabolic"] if t > 0 else 0.0
         loss_rel = 1.0 if not self.first_loss or self.last_loss is None else self.last_loss / self.first_loss
         obs = [
-            t / self.epochs,
+            t / (self.epochs * self.per_epoch),
             _clip(loss_rel, 0, 2),
             _clip(self.metric_norm, -1, 2),
             _clip(self.metric_norm - self.prev_metric_norm, -1, 1),

@@ -96,19 +96,31 @@ class ActionConfig:
 
 
 @dataclass
+class EpisodeConfig:
+    """Decision interval: ``decisions_per_epoch`` > 1 splits each epoch into that many steps."""
+
+    decisions_per_epoch: int = 1
+
+    def __post_init__(self):
+        if int(self.decisions_per_epoch) != self.decisions_per_epoch or self.decisions_per_epoch < 1:
+            raise InvalidValue(f"episode.decisions_per_epoch must be an integer >= 1, got {self.decisions_per_epoch}.")
+
+
+@dataclass
 class Suite:
     name: str
     train: list[Instance]
     heldout: list[Instance]
     reward: RewardConfig = field(default_factory=RewardConfig)
     action: ActionConfig = field(default_factory=ActionConfig)
+    episode: EpisodeConfig = field(default_factory=EpisodeConfig)
     data_dir: str | None = None
     path: str = ""
 
     def to_dict(self) -> dict:
         return {"name": self.name, "path": self.path, "train": [i.label for i in self.train],
                 "heldout": [i.label for i in self.heldout], "reward": asdict(self.reward),
-                "action": asdict(self.action)}
+                "action": asdict(self.action), "episode": asdict(self.episode)}
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
@@ -152,17 +164,18 @@ def load_suite(path: str | Path, *, data_dir: str | None = None) -> Suite:
         raw = tomllib.loads(p.read_text())
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"suite {p} is not valid TOML: {e}") from None
-    unknown = set(raw) - {"name", "train", "heldout", "reward", "action", "data_dir"}
+    unknown = set(raw) - {"name", "train", "heldout", "reward", "action", "episode", "data_dir"}
     if unknown:
         raise ConfigError(f"suite {p}: unknown keys {sorted(unknown)}; allowed: name, train, heldout, reward, "
-                          f"action, data_dir.")
+                          f"action, episode, data_dir.")
     train = _instances(raw.get("train"), "train")
     if not train:
         raise ConfigError(f"suite {p} has no [[train]] instances.")
     try:
         reward = RewardConfig(**raw.get("reward", {}))
         action = ActionConfig(**raw.get("action", {}))
+        episode = EpisodeConfig(**raw.get("episode", {}))
     except TypeError as e:
         raise ConfigError(f"suite {p}: {e}") from None
     return Suite(raw.get("name", p.stem), train, _instances(raw.get("heldout"), "heldout"), reward, action,
-                 data_dir or raw.get("data_dir"), str(p))
+                 episode, data_dir or raw.get("data_dir"), str(p))

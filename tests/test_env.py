@@ -131,3 +131,19 @@ def test_shipped_suites_load():
     d = load_suite(repo / "envs" / "default.toml")
     train_tasks = {i.task for i in d.train}
     assert train_tasks and not train_tasks & {i.task for i in d.heldout}
+
+
+def test_decisions_shorter_than_an_epoch(tmp_path):
+    suite = tmp_path / "k.toml"
+    suite.write_text(Path(TINY).read_text() + "\n[episode]\ndecisions_per_epoch = 3\n")
+    env = TrainingEnv(str(suite))
+    env.reset(seed=0)
+    n = env.engine.n_train
+    steps, done = 0, False
+    while not done:
+        _, _, term, trunc, info = env.step(np.array([1.0, 1.0], dtype=np.float32))
+        steps += 1
+        done = term or trunc
+        assert info["backward_samples"] == -(-n // 3)
+    assert steps == 9 and trunc
+    assert info["episode_summary"]["backward_ratio"] == pytest.approx(1.0, abs=0.01)
