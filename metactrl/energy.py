@@ -104,7 +104,7 @@ class EnergyMeter:
         else:
             m1 = torch.stack([d.abs().pow(self.alpha).sum() for d in deltas]).double().sum()
         self._m1 += m1
-        self._m0 += sum((d != 0).sum() for d in deltas)
+        self._m0 += torch.stack(torch._foreach_norm(deltas, 0)).sum().long()  # L0 norm = nonzero count
         self._step_m1.append(m1)
         self.steps += 1
         if self.cache is not None:

@@ -31,19 +31,26 @@ class SampleMemory:
 
     def __init__(self, n: int, device):
         self.loss = torch.full((n,), float("nan"), device=device)
-        self.prob = torch.full((n,), float("nan"), device=device)
         self.correct = torch.zeros(n, dtype=torch.bool, device=device)
-        self.seen = torch.zeros(n, dtype=torch.bool, device=device)
 
     def __len__(self) -> int:
         return len(self.loss)
 
+    # The true-class probability is exp(−loss) (exactly, for cross-entropy) and "seen" is "has a loss":
+    # both are derived rather than written at every step, which keeps the training loop lean.
+    @property
+    def prob(self) -> torch.Tensor:
+        return torch.exp(-self.loss)
+
+    @property
+    def seen(self) -> torch.Tensor:
+        return ~torch.isnan(self.loss)
+
     @torch.no_grad()
-    def update(self, idx: torch.Tensor, loss: torch.Tensor, prob: torch.Tensor, correct: torch.Tensor) -> None:
+    def update(self, idx: torch.Tensor, loss: torch.Tensor, prob: torch.Tensor | None, correct: torch.Tensor) -> None:
+        """Record a batch's per-sample losses and correctness (``prob`` is implied by the loss)."""
         self.loss[idx] = loss.detach().float()
-        self.prob[idx] = prob.detach().float()
         self.correct[idx] = correct
-        self.seen[idx] = True
 
     def learned_fraction(self) -> float:
         return float(self.correct.float().mean())
