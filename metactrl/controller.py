@@ -35,11 +35,12 @@ class TrainConfig:
 
     suite: str = C.field("envs/default.toml", "suite TOML (train and held-out instances, reward settings)")
     algo: str = C.field("ppo", "SB3 algorithm", choices=ALGOS)
-    timesteps: int = C.field(3000, "environment steps (one step = one epoch of an instance)")
+    timesteps: int = C.field(2000, "environment steps (one step = one epoch of an instance)")
     n_envs: int = C.field(2, "parallel environments (subprocesses when > 1)")
     seed: int = C.field(0, "random seed (instances, runs and the agent)")
     device: str = C.field("cpu", "device of the trained networks (cpu, cuda, auto); the agent itself runs on cpu")
-    name: str = C.field("default", "policy name: the bundle goes to <policies-dir>/<name>")
+    name: str = C.field("main", "policy name: the bundle goes to <policies-dir>/<name>")
+    overwrite: bool = C.field(False, "replace an existing bundle of the same name")
     policies_dir: str = C.field("policies", "where policy bundles are written")
     runs_dir: str = C.field("runs", "TensorBoard root folder")
     resume: str = C.field("", "checkpoint .zip to continue from (its run folder's curves continue)")
@@ -274,6 +275,10 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.timesteps < 1 or cfg.n_envs < 1:
         raise InvalidValue(f"timesteps and n_envs must be >= 1, got {cfg.timesteps} and {cfg.n_envs}.")
     suite = load_suite(cfg.suite, data_dir=cfg.data_dir or None)
+    target = Path(cfg.policies_dir) / cfg.name
+    if (target / CARD_FILE).exists() and not cfg.overwrite:
+        raise InvalidValue(f"a policy bundle already exists at {target}; pass --overwrite to replace it or choose "
+                           f"another --name.")
     print(C.format_config(cfg))
     prepare_references(cfg, suite)
     venv = make_vec_env(cfg)

@@ -107,8 +107,11 @@ def test_train_cli_with_two_subprocess_envs(tmp_path):
                         "--policies-dir", str(tmp_path / "p"), "--runs-dir", str(tmp_path / "runs")],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert (tmp_path / "p" / "default" / "card.toml").is_file()
+    assert (tmp_path / "p" / "main" / "card.toml").is_file()
     assert "held-out instance" in r.stdout
+    again = subprocess.run([sys.executable, "-m", "metactrl", "train", "--suite", TINY, "--timesteps", "16",
+                            "--policies-dir", str(tmp_path / "p")], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 2 and "--overwrite" in again.stderr
 
 
 def test_apply_compares_policy_and_full_on_same_seeds(bundle, tmp_path):
