@@ -64,12 +64,22 @@ class BudgetIsTerminal(gym.Wrapper):
 
 def _env_fn(suite_path: str, split: str, rank: int, seed: int, device: str, data_dir: str, threads: int):
     def make():
+        if rank is not None and _in_subprocess():
+            import signal
+
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it checkpoints, then closes us
         env = TrainingEnv(suite_path, split, device=device, data_dir=data_dir or None, threads=threads)
         env = BudgetIsTerminal(env)
         env.reset(seed=seed + 1000 * rank)
         return env
 
     return make
+
+
+def _in_subprocess() -> bool:
+    import multiprocessing
+
+    return multiprocessing.parent_process() is not None
 
 
 def make_vec_env(cfg: TrainConfig):
@@ -309,8 +319,11 @@ def train(cfg: TrainConfig) -> Path:
         model.save(str(path))
         venv.save(str(_vecnorm_for(path)))
         print(f"\ninterrupted: checkpoint saved to {path}\nresume with: metactrl train --resume {path} "
-              f"--timesteps {cfg.timesteps} --suite {cfg.suite} --name {cfg.name}")
-        venv.close()
+              f"--timesteps {cfg.timesteps} --suite {cfg.suite} --name {cfg.name}", flush=True)
+        try:
+            venv.close()
+        except (EOFError, BrokenPipeError, OSError):
+            pass
         raise
     model.logger.dump(model.num_timesteps)  # the last update's train/ scalars
     train_s = time.time() - t0

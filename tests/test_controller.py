@@ -135,3 +135,28 @@ def test_apply_compares_policy_and_full_on_same_seeds(bundle, tmp_path):
         assert s["final_val_metric"] == pytest.approx(sum(p["final_val_metric"] for p in s["per_seed"]) / 2)
     assert res["full"]["energy"]["backward_samples"] == res["full"]["per_seed"][0]["backward_samples"]
     assert len(list((tmp_path / "runs").glob("digits-mlp__apply-*"))) == 4
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path):
+    import signal
+    import time
+
+    runs = tmp_path / "runs"
+    p = subprocess.Popen([sys.executable, "-m", "metactrl", "train", "--suite", TINY, "--timesteps", "100000",
+                          "--n-envs", "2", "--eval-freq", "0", "--no-baseline-grid", "--runs-dir", str(runs),
+                          "--policies-dir", str(tmp_path / "p")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(runs.glob("*/events.out.tfevents.*")):
+        time.sleep(1)
+    time.sleep(8)  # some training steps
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err[-2000:]
+    ckpt = list(runs.glob("*/checkpoints/ctrl_interrupted_*_steps.zip"))
+    assert ckpt and "resume with" in out
+    assert list(runs.glob("*/checkpoints/ctrl_vecnormalize_interrupted_*_steps.pkl"))
+    steps = int(ckpt[0].stem.split("_")[2])
+    cfg = TrainConfig(suite=TINY, timesteps=steps + 16, n_envs=1, eval_freq=0, baseline_grid=False, eval_seeds=1,
+                      resume=str(ckpt[0]), name="resumed", policies_dir=str(tmp_path / "p"))
+    assert load_bundle(train(cfg)).card["timesteps"] >= steps + 16
