@@ -51,6 +51,7 @@ class CompareConfig:
     out: str = C.field("results/compare", "output folder: cache/, results.csv, results.md, pareto_*.png")
     workers: int = C.field(2, "runs in parallel (processes, one torch thread each)")
     runs_dir: str = C.field("runs", "TensorBoard root folder")
+    report_only: bool = C.field(False, "write the tables from the cached runs only, listing the missing ones")
 
 
 # Columns of the markdown table: (summary key, header, kind); kind picks the number format.
@@ -422,8 +423,12 @@ def command_line(cfg: CompareConfig) -> str:
     always = {"schedules", "seeds", "out"}
     for f in dataclasses.fields(CompareConfig):
         v = getattr(cfg, f.name)
-        if f.name in always or v != f.default:
-            parts += ["--" + f.name.replace("_", "-"), shlex.quote(str(v))]
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(v, bool):
+            if v != f.default:
+                parts.append(flag if v else "--no-" + flag[2:])
+        elif f.name in always or v != f.default:
+            parts += [flag, shlex.quote(str(v))]
     return " ".join(parts)
 
 
@@ -460,7 +465,7 @@ def markdown(cfg: CompareConfig, agg: dict, specs: list[str], skipped: list[str]
     if skipped:
         lines += ["Skipped (data missing): " + "; ".join(skipped), ""]
     if errors:
-        lines += [f"{len(errors)} run(s) failed and are missing from the tables:", ""]
+        lines += [f"{len(errors)} run(s) failed or were not run, and are missing from the tables:", ""]
         lines += [f"- `{Path(p).name}`: {msg}" for p, msg in errors.items()] + [""]
     for inst, by_spec in agg.items():
         lines.append(task_tables(inst, by_spec, specs))
@@ -598,7 +603,10 @@ def compare(cfg: CompareConfig, *, log=print) -> CompareResult:
         f"with {cfg.workers} worker(s).")
     for s in skipped:
         log(f"skipped {s}")
-    errors = execute(todo, cfg.workers, log=log)
+    if cfg.report_only:  # tables from what the cache holds now; the missing runs are listed, not run
+        errors = {j.path: "not run (report from a partial cache, --report-only)" for j in todo}
+    else:
+        errors = execute(todo, cfg.workers, log=log)
     rows, md, files = report(cfg, jobs, skipped, errors)
     for line in md.splitlines():
         if line.startswith("**Note:**"):

@@ -114,3 +114,15 @@ def test_bad_configs_fail_before_running(tmp_path):
 def test_pareto_front_keeps_only_undominated_points():
     pts = [(1.0, 0.5), (2.0, 0.4), (3.0, 0.9), (0.5, 0.1), (3.0, 0.8), (4.0, 0.9)]
     assert pareto_points(pts) == [(0.5, 0.1), (1.0, 0.5), (3.0, 0.9)]
+
+
+def test_report_only_writes_tables_from_a_partial_cache(tmp_path):
+    from metactrl.compare import CompareConfig, compare
+
+    cfg = CompareConfig(task="digits-mlp", schedules="full,topk:0.5", seeds=1, epochs=1, workers=1,
+                        out=str(tmp_path / "out"), runs_dir=str(tmp_path / "runs"), device="cpu")
+    compare(CompareConfig(**{**cfg.__dict__, "schedules": "full"}))
+    res = compare(CompareConfig(**{**cfg.__dict__, "report_only": True}))
+    assert not res.ran and len(res.errors) == 1
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "not run" in md and "--report-only" in md.splitlines()[0]
