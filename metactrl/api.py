@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -95,7 +96,10 @@ class EnergyAwareTrainer:
             raise InvalidValue(f"the model cannot take the training inputs of shape {tuple(x.shape[1:])} "
                                f"({type(e).__name__}: {e}).") from None
         ncls = num_classes or out.shape[-1]
-        opt_cls, opt_defaults = type(optimizer), dict(optimizer.defaults)
+        opt_cls = type(optimizer)
+        # defaults can hold keys the constructor does not take (AdamW's decoupled_weight_decay): keep the rest
+        accepted = inspect.signature(opt_cls).parameters
+        opt_defaults = {k: v for k, v in optimizer.defaults.items() if k in accepted}
         splits = Splits(x, y, xv, yv, xt, yt)
         digest = hashlib.sha256(repr(model).encode() + str(tuple(x.shape)).encode()
                                 + str(float(x.float().sum())).encode()).hexdigest()[:12]
