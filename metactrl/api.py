@@ -195,6 +195,11 @@ class EnergyHooks:
         perm = torch.randperm(len(chosen.indices), generator=self.gen).to(chosen.indices.device)
         w = chosen.weights[perm] if chosen.weights is not None else None
         self._plan = EpochPlan(d.keep, d.update, chosen.indices[perm], w)
+        # per-sample loss weights looked up by sample index in observe() (InfoBatch rescaling)
+        self._weight_of = None
+        if w is not None:
+            self._weight_of = torch.ones(self.n_train, device=w.device)
+            self._weight_of[self._plan.indices] = w
         self._start = self.meter.report()
         self._loss_sum, self._seen = 0.0, 0
         return self._plan
@@ -206,9 +211,8 @@ class EnergyHooks:
         self._loss_sum += float(loss.detach().sum())
         self._seen += len(indices)
         self.meter.count_passes(len(indices), len(indices), 0.0, 0.0)
-        if self._plan is not None and self._plan.weights is not None:
-            pos = {int(i): j for j, i in enumerate(self._plan.indices.tolist())}
-            terms = terms * self._plan.weights[[pos[int(i)] for i in indices]]
+        if self._plan is not None and self._weight_of is not None:
+            terms = terms * self._weight_of[indices]
         return terms
 
     def step(self):

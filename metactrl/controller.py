@@ -94,12 +94,11 @@ def make_vec_env(cfg: TrainConfig):
 
 def prepare_references(cfg: TrainConfig, suite: Suite) -> None:
     """Compute (or load) every instance's reference run once, before subprocesses race to compute them."""
-    env = TrainingEnv(suite, "train", device=cfg.device, data_dir=cfg.data_dir or None)
     for split in ("train", "heldout"):
-        env.instances = getattr(suite, split)
-        env._tasks, env._refs = {}, {}
-        for i in range(len(env.instances)):
-            env.instance_setup(i)
+        if getattr(suite, split):
+            env = TrainingEnv(suite, split, device=cfg.device, data_dir=cfg.data_dir or None)
+            for i in range(len(env.instances)):
+                env.instance_setup(i)
 
 
 # ---------------------------------------------------------------------------------------------- evaluation

@@ -85,3 +85,24 @@ def test_readme_examples_run():
     assert len(blocks) >= 2
     for code in blocks:
         exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
+
+
+def test_hooks_apply_infobatch_rescaling_by_sample_index():
+    x, y = _data()
+    model = nn.Linear(16, 4)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    hooks = EnergyHooks(model, opt, n_train=len(x), schedule="infobatch:0.5", epochs=8)
+    for epoch in range(2):
+        plan = hooks.begin_epoch()
+        for i in range(0, len(plan.indices), 32):
+            idx = plan.indices[i:i + 32]
+            out = model(x[idx])
+            terms = hooks.observe(idx, out, y[idx])
+            plain = nn.functional.cross_entropy(out, y[idx], reduction="none")
+            expected = plain if plan.weights is None else plain * plan.weights[i:i + 32]
+            torch.testing.assert_close(terms, expected)
+            terms.mean().backward()
+            hooks.step()
+            opt.zero_grad()
+        hooks.end_epoch(val_metric=0.5)
+    assert plan.weights is not None and bool((plan.weights == 2.0).any())
