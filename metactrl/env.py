@@ -11,7 +11,7 @@ from gymnasium import spaces
 
 from .engine import Engine, EngineOptions
 from .errors import InvalidValue, MetactrlError
-from .features import FEATURES, FEATURES_VERSION, FeatureTracker, normalised_metric
+from .features import FEATURES, FEATURES_VERSION, FeatureTracker, normalised_metric, reference_norm_at
 from .reference import reference_run
 from .suite import ActionConfig, Instance, Suite, load_suite
 
@@ -57,7 +57,7 @@ class TrainingEnv(gym.Env):
     (defaults 0.05 and 0.01).
 
     ## Observation Space
-    ``Box(11,)`` float32, features version 1 (``metactrl.features.FEATURES``):
+    ``Box(13,)`` float32, features version 2 (``metactrl.features.FEATURES``):
 
     | idx | feature          | meaning                                                              |
     |-----|------------------|----------------------------------------------------------------------|
@@ -72,6 +72,13 @@ class TrainingEnv(gym.Env):
     | 8   | ref_energy_at_t  | reference run's energy by this epoch / its total                     |
     | 9   | last_keep        | previous action, keep coordinate                                     |
     | 10  | last_update      | previous action, update coordinate                                   |
+    | 11  | ref_remaining    | 1 − reference run's metric_norm now (what full training still gains) |
+    | 12  | ref_converged_at | budget fraction by which the reference reached 98% of its final      |
+
+    The reference features describe the instance's budget: where full training is still improving at
+    the end (a tight budget), every sparse epoch costs final metric; where it converged early, the rest
+    of the budget is where energy can be saved. They are what lets one policy act differently on a
+    tight and a loose instance of a family it never saw.
 
     ## Rewards
     With m_t the normalised validation metric (1 = the reference run's final value, 0 = chance; m_0 := 0)
@@ -79,8 +86,14 @@ class TrainingEnv(gym.Env):
     backward, flops, weight_writes; weights from the suite):
 
     * ``tradeoff``: r_t = (m_t − m_{t−1}) − λ·e_t, so the return is m_T − λ·E/E_ref.
-    * ``constraint`` (default): the same, and at the last step −κ·max(0, 1 − ε/(ref − chance) − m_T):
-      the final metric must stay within ε (absolute metric points) of full training.
+    * ``constraint`` (default): the same, and the return also pays −κ·max(0, 1 − ε/(ref − chance) − m_T):
+      the final metric must stay within ε (absolute metric points) of full training. With ``shaping``
+      (default) this penalty is paid as it accrues, by potential-based shaping: with
+      Φ_t = −κ·max(0, ref_norm(t) − ε/(ref − chance) − m_t), where ref_norm(t) is the reference run's
+      normalised metric at the same point (so ref_norm(T) = 1), step t adds Φ_t − Φ_{t−1}. The sum
+      telescopes to the terminal penalty, so the return is the same number; the agent learns at the
+      step it falls behind full training, not only at the end. Without ``shaping`` it is paid at the last step.
+    The reference is the mean of ``reference_seeds`` full-training runs (default 3).
     A run whose loss becomes NaN/inf ends the episode (terminated) with reward −diverge_penalty and
     ``info["diverged"] = True``. The reward never reads the test split.
 
@@ -119,8 +132,8 @@ class TrainingEnv(gym.Env):
         self.split, self.device, self.threads = split, device, threads
         self.engine_options = options or EngineOptions()
         self.action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
-        low = np.array([0, 0, -1, -1, -1, 0, 0, 0, 0, -1, -1], dtype=np.float32)
-        high = np.array([1, 2, 2, 1, 1, 1, 3, 3, 1, 1, 1], dtype=np.float32)
+        low = np.array([0, 0, -1, -1, -1, 0, 0, 0, 0, -1, -1, -1, 0], dtype=np.float32)
+        high = np.array([1, 2, 2, 1, 1, 1, 3, 3, 1, 1, 1, 1, 1], dtype=np.float32)
         assert len(low) == len(FEATURES)
         self.observation_space = spaces.Box(low, high, dtype=np.float32)
         self._tasks: dict = {}
@@ -135,7 +148,8 @@ class TrainingEnv(gym.Env):
             task = inst.make(self.suite.data_dir)
             epochs = inst.epochs or task.epochs
             self._tasks[i] = (task, epochs)
-            self._refs[i] = reference_run(task, epochs, options=self.engine_options, device=self.device)
+            self._refs[i] = reference_run(task, epochs, options=self.engine_options, device=self.device,
+                                          seeds=self.suite.reward.reference_seeds)
         return inst, *self._tasks[i], self._refs[i]
 
     def _energy_step(self, rec: dict) -> float:
@@ -162,6 +176,7 @@ class TrainingEnv(gym.Env):
         self.tracker = FeatureTracker(self.ref, self.epochs, self.per_epoch)
         self.tracker.reset(self.engine.evaluate("val")["metric"])
         self.prev_m = 0.0
+        self.potential = 0.0
         self.energy_ratio = 0.0
         self.ep_return = 0.0
         self.actions: list[tuple[float, float]] = []
@@ -178,9 +193,9 @@ class TrainingEnv(gym.Env):
         obs = self.tracker.observe()
         cfg = self.suite.reward
         if rec["diverged"]:
-            reward = -cfg.diverge_penalty
+            reward = -cfg.diverge_penalty + self.potential  # the shaping paid so far is taken back
             self.ep_return += reward
-            info = self._info(rec, 0.0, 0.0, 0.0) | {"diverged": True}
+            info = self._info(rec, 0.0, 0.0, -self.potential) | {"diverged": True}
             return obs, float(reward), True, False, info
         m = normalised_metric(rec["val_metric"], self.ref)
         e = self._energy_step(rec)
@@ -188,9 +203,14 @@ class TrainingEnv(gym.Env):
         gain, cost, penalty = m - self.prev_m, cfg.lam * e, 0.0
         self.prev_m = m
         truncated = self.engine.epoch >= self.epochs * self.per_epoch
-        if truncated and cfg.mode == "constraint":
+        if cfg.mode == "constraint" and (truncated or cfg.shaping):
+            # Potential Φ_t = −κ·max(0, ref_norm(t) − ε/span − m_t); the reward pays Φ_t − Φ_{t−1}. At the end
+            # ref_norm(T) = 1, so the telescoped sum is exactly the terminal penalty (same return, denser signal).
             span = max(self.ref["final_val_metric"] - self.ref["chance"], 1e-6)
-            penalty = cfg.kappa * max(0.0, 1.0 - cfg.eps / span - m)
+            target = 1.0 if truncated else reference_norm_at(self.ref, self.engine.epoch / self.per_epoch)
+            potential = -cfg.kappa * max(0.0, target - cfg.eps / span - m)
+            penalty = self.potential - potential
+            self.potential = potential
         reward = gain - cost - penalty
         self.ep_return += reward
         info = self._info(rec, gain, cost, penalty)
@@ -216,7 +236,7 @@ class TrainingEnv(gym.Env):
                 "energy_ratio": self.energy_ratio,
                 "metabolic_ratio": e["metabolic"] / max(ref["metabolic"], 1e-12),
                 "backward_ratio": e["backward_samples"] / max(ref["backward"], 1.0),
-                "return": self.ep_return, "schedule": list(self.actions)}
+                "return": self.ep_return, "penalty": -self.potential, "schedule": list(self.actions)}
 
 
 def rollout(env: TrainingEnv, act, *, instance: int, seed: int) -> dict:

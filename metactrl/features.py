@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-FEATURES_VERSION = 1
+FEATURES_VERSION = 2
 
 FEATURES: tuple[tuple[str, str], ...] = (
     ("progress", "decision steps done / steps in the budget"),
@@ -25,7 +25,10 @@ FEATURES: tuple[tuple[str, str], ...] = (
     ("ref_energy_at_t", "reference run's metabolic energy by this epoch / its total"),
     ("last_keep", "previous action's keep coordinate in [−1, 1]"),
     ("last_update", "previous action's update coordinate in [−1, 1]"),
+    ("ref_remaining", "1 − the reference run's metric_norm now: what full training still gains from here, in [−1, 1]"),
+    ("ref_converged_at", "fraction of the budget by which the reference run reached 98% of its final metric_norm"),
 )
+CONVERGED = 0.98
 N_FEATURES = len(FEATURES)
 
 
@@ -34,11 +37,34 @@ def normalised_metric(metric: float, ref: dict) -> float:
     return (metric - ref["chance"]) / span
 
 
+def reference_norm_at(ref: dict, epochs: float) -> float:
+    """The reference run's normalised metric after ``epochs`` (fractional: linear between epochs; 0 at start)."""
+    curve = ref["curve"]
+    if epochs <= 0:
+        return 0.0
+    if epochs >= len(curve):
+        return normalised_metric(curve[-1]["val_metric"], ref)
+    lo = int(math.floor(epochs))
+    a = normalised_metric(curve[lo - 1]["val_metric"], ref) if lo > 0 else 0.0
+    b = normalised_metric(curve[lo]["val_metric"], ref)
+    return a + (epochs - lo) * (b - a)
+
+
+def reference_converged_at(ref: dict, level: float = CONVERGED) -> float:
+    """Fraction of the budget after which the reference's normalised metric first reaches ``level``."""
+    curve = ref["curve"]
+    for e, c in enumerate(curve, 1):
+        if normalised_metric(c["val_metric"], ref) >= level:
+            return e / len(curve)
+    return 1.0
+
+
 class FeatureTracker:
     """Builds the observation vector from an engine's history and its reference run."""
 
     def __init__(self, ref: dict, epochs: int, per_epoch: int = 1):
         self.ref, self.epochs, self.per_epoch = ref, epochs, per_epoch
+        self.converged_at = reference_converged_at(ref)
         self.reset(initial_metric=ref["chance"])
 
     def reset(self, initial_metric: float) -> None:
@@ -84,6 +110,8 @@ class FeatureTracker:
             ref_e,
             float(self.last_action[0]),
             float(self.last_action[1]),
+            _clip(1.0 - reference_norm_at(ref, t / self.per_epoch), -1, 1),
+            self.converged_at,
         ]
         return np.nan_to_num(np.asarray(obs, dtype=np.float32), nan=0.0)
 

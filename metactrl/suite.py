@@ -9,6 +9,8 @@ Example (``envs/default.toml``)::
     eps = 0.01               # allowed metric shortfall against full training (constraint mode)
     kappa = 30.0             # penalty per unit of normalised shortfall beyond eps
     energy = { metabolic = 0.5, backward = 0.5 }
+    reference_seeds = 3      # full-training reference = mean of this many seeds
+    shaping = true           # constraint mode: dense potential-based penalty (same return)
     [action]
     keep_min = 0.05
     update_min = 0.01
@@ -69,8 +71,15 @@ class RewardConfig:
     kappa: float = 30.0
     energy: dict = field(default_factory=lambda: {"metabolic": 0.5, "backward": 0.5})
     diverge_penalty: float = 2.0
+    reference_seeds: int = 3
+    shaping: bool = True
 
     def __post_init__(self):
+        if isinstance(self.reference_seeds, bool) or int(self.reference_seeds) != self.reference_seeds \
+                or self.reference_seeds < 1:
+            raise InvalidValue(f"reward.reference_seeds must be an integer >= 1, got {self.reference_seeds!r}.")
+        if not isinstance(self.shaping, bool):
+            raise InvalidValue(f"reward.shaping must be true or false, got {self.shaping!r}.")
         if self.mode not in REWARD_MODES:
             raise ConfigError(suggest(self.mode, REWARD_MODES, what="reward mode", hint=f"one of {REWARD_MODES}"))
         for k, v in self.energy.items():

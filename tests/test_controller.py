@@ -6,6 +6,7 @@ import pytest
 
 from metactrl.controller import TrainConfig, load_bundle, train
 from metactrl.errors import PolicyMismatch
+from metactrl.features import N_FEATURES
 from metactrl.runner import run_schedule
 from metactrl.schedules import make_schedule
 from metactrl.tasks import make_task
@@ -40,7 +41,7 @@ def test_bundle_card_and_plain_sb3_load(bundle):
     assert "best_constant" in b.card["evaluation"]
     from stable_baselines3 import PPO
 
-    assert PPO.load(str(path / "model.zip")).observation_space.shape == (11,)
+    assert PPO.load(str(path / "model.zip")).observation_space.shape == (N_FEATURES,)
 
 
 def test_tensorboard_tags(bundle):

@@ -9,6 +9,7 @@ from metactrl.env import TrainingEnv, action_to_schedule, schedule_to_action
 from metactrl.errors import ConfigError, InvalidValue, MetactrlError, TaskNotFound
 from metactrl.features import N_FEATURES
 from metactrl.suite import ActionConfig, load_suite
+from metactrl.tasks import make_task
 
 TINY = str(Path(__file__).parent / "data" / "tiny.toml")
 
@@ -63,8 +64,47 @@ def test_reward_decomposes_and_info_has_raw_figures():
         total += r
     s = info["episode_summary"]
     lam = env.suite.reward.lam
-    assert total == pytest.approx(s["metric_norm"] - lam * s["energy_ratio"] - info["reward_penalty"], abs=1e-6)
+    assert total == pytest.approx(s["metric_norm"] - lam * s["energy_ratio"] - s["penalty"], abs=1e-6)
+    assert s["return"] == pytest.approx(total)
     assert s["backward_ratio"] == pytest.approx(1.0)  # full data every epoch = the reference's passes
+
+
+def _episode(env, actions, seed=3):
+    env.reset(seed=seed, options={"instance": 0})
+    rewards = []
+    for a in actions:
+        _, r, _, trunc, info = env.step(np.asarray(a, dtype=np.float32))
+        rewards.append(r)
+    return rewards, info["episode_summary"]
+
+
+def test_constraint_shaping_pays_the_same_return_earlier():
+    """Potential-based shaping: per-step rewards differ, the return (and its terminal penalty) is identical."""
+    shaped, plain = load_suite(TINY), load_suite(TINY)
+    plain.reward.shaping = False
+    for s in (shaped, plain):
+        s.reward.kappa, s.reward.eps = 50.0, 0.0  # a sparse schedule then falls short: the penalty is active
+    actions = [[-1, -1], [-1, -1], [1, 1]]
+    r_s, sum_s = _episode(TrainingEnv(shaped), actions)
+    r_p, sum_p = _episode(TrainingEnv(plain), actions)
+    assert sum_p["penalty"] > 0, "the test needs a schedule that misses the constraint"
+    assert sum(r_s) == pytest.approx(sum(r_p), abs=1e-6) and sum_s["return"] == pytest.approx(sum_p["return"])
+    assert sum_s["penalty"] == pytest.approx(sum_p["penalty"])
+    assert r_s[:2] != pytest.approx(r_p[:2])  # the shaped penalty arrives before the last step
+    assert min(r_s[:2]) < min(r_p[:2])
+
+
+def test_reference_is_the_mean_of_seeds(tmp_path, monkeypatch):
+    from metactrl.reference import reference_run
+
+    monkeypatch.setenv("METACTRL_CACHE", str(tmp_path))
+    task = make_task("digits-mlp", width=16)
+    one = [reference_run(task, 2, seed=s) for s in (0, 1)]
+    both = reference_run(task, 2, seeds=2)
+    assert both["seeds"] == 2 and both["final_val_metric_per_seed"] == [r["final_val_metric"] for r in one]
+    assert both["final_val_metric"] == pytest.approx(np.mean([r["final_val_metric"] for r in one]))
+    assert both["energy"]["metabolic"] == pytest.approx(np.mean([r["energy"]["metabolic"] for r in one]))
+    assert both["curve"][0]["val_metric"] == pytest.approx(np.mean([r["curve"][0]["val_metric"] for r in one]))
 
 
 def test_less_energy_costs_less():
