@@ -120,7 +120,7 @@ class EnergyAwareTrainer:
         ref = None
         if hasattr(sched, "start"):  # a learned policy: its features need the full-training reference
             ref = reference_run(self.task, self.epochs, options=self.options, device=str(resolve_device(self.device)),
-                                seed=self.seed)
+                                seed=self.seed, seeds=getattr(sched, "reference_seeds", 1))
         eng = Engine(self.task, seed=self.seed, device=self.device, options=self.options, model=self.model,
                      optimizer=self.optimizer)
         sched.reset(eng, self.epochs) if ref is None else sched.start(ref, self.epochs, eng.evaluate("val")["metric"])

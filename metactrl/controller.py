@@ -5,6 +5,7 @@ This is the only module that imports SB3.
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import shlex
 import sys
@@ -26,7 +27,7 @@ from .schedules import Decision, register_schedule
 from .suite import ActionConfig, Suite, load_suite
 
 ALGOS = ("ppo", "sac")
-CONSTANT_GRID = tuple((k, q) for k in (0.25, 0.5, 1.0) for q in (0.03, 0.1, 0.3, 1.0))
+CONSTANT_GRID = tuple((k, q) for k in (0.6, 0.8, 1.0) for q in (0.1, 0.3, 1.0))
 
 
 @dataclass
@@ -44,13 +45,13 @@ class TrainConfig:
     policies_dir: str = C.field("policies", "where policy bundles are written")
     runs_dir: str = C.field("runs", "TensorBoard root folder")
     resume: str = C.field("", "checkpoint .zip to continue from (its run folder's curves continue)")
-    eval_freq: int = C.field(1000, "held-out evaluation every this many steps (0: only at the end)")
+    eval_freq: int = C.field(1500, "held-out evaluation every this many steps (0: only at the end)")
     checkpoint_freq: int = C.field(500, "checkpoint every this many steps")
-    eval_seeds: int = C.field(2, "seeds per held-out instance in evaluations")
+    eval_seeds: int = C.field(3, "seeds per held-out instance in evaluations")
     baseline_grid: bool = C.field(True, "also evaluate a grid of constant (keep, update) pairs on held-out")
     data_dir: str = C.field("", "folder with the real datasets (suites that use them)")
     threads: int = C.field(1, "torch threads per environment process")
-    init_action: str = C.field("0.95,0.1", "keep,update the untrained policy starts from (its mean action)")
+    init_action: str = C.field("1,0.7", "keep,update the untrained policy starts from (its mean action)")
 
 
 # ---------------------------------------------------------------------------------------------- environments
@@ -93,12 +94,33 @@ def make_vec_env(cfg: TrainConfig):
 
 
 def prepare_references(cfg: TrainConfig, suite: Suite) -> None:
-    """Compute (or load) every instance's reference run once, before subprocesses race to compute them."""
-    for split in ("train", "heldout"):
-        if getattr(suite, split):
-            env = TrainingEnv(suite, split, device=cfg.device, data_dir=cfg.data_dir or None)
-            for i in range(len(env.instances)):
-                env.instance_setup(i)
+    """Compute (or load) every instance's reference run once, before subprocesses race to compute them.
+
+    With ``n_envs`` > 1 the instances are shared out to that many processes (each caches its own).
+    """
+    jobs = [(split, i) for split in ("train", "heldout") for i in range(len(getattr(suite, split)))]
+    workers = min(cfg.n_envs, len(jobs))
+    if workers > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            list(pool.map(_prepare_part, [(suite, cfg.device, cfg.threads, jobs[w::workers]) for w in range(workers)]))
+    else:
+        _prepare_part((suite, cfg.device, None, jobs))
+
+
+def _prepare_part(args) -> None:
+    suite, device, threads, jobs = args
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    envs = {}
+    for split, i in jobs:
+        if split not in envs:
+            envs[split] = TrainingEnv(suite, split, device=device)
+        envs[split].instance_setup(i)
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
@@ -111,9 +133,30 @@ def evaluate_actor(env: TrainingEnv, act, seeds: int, base_seed: int = 10_000) -
                            ("return", "final_val_metric", "ref_val_metric", "metabolic_ratio", "backward_ratio",
                             "energy_ratio")}
         per[inst.label]["schedule"] = eps[0]["schedule"]
+        per[inst.label]["returns"] = [float(e["return"]) for e in eps]  # per seed, in seed order
     mean = {k: float(np.mean([p[k] for p in per.values()])) for k in ("return", "final_val_metric",
                                                                        "metabolic_ratio", "backward_ratio")}
     return {"mean": mean, "per_instance": per}
+
+
+@contextlib.contextmanager
+def preserved_rng():
+    """Restore Python's, NumPy's and torch's global random states afterwards.
+
+    Evaluating in the training process resets envs with fixed seeds, which reseeds those generators;
+    without this, how often (and with how many seeds) one evaluates would change the agent's training.
+    """
+    import random
+
+    import torch
+
+    py, npy, th = random.getstate(), np.random.get_state(), torch.random.get_rng_state()
+    try:
+        yield
+    finally:
+        random.setstate(py)
+        np.random.set_state(npy)
+        torch.random.set_rng_state(th)
 
 
 def policy_actor(model, obs_rms, clip_obs: float = 10.0, epsilon: float = 1e-8):
@@ -124,10 +167,11 @@ def policy_actor(model, obs_rms, clip_obs: float = 10.0, epsilon: float = 1e-8):
     return act
 
 
-def constant_grid(env: TrainingEnv, seeds: int, grid=CONSTANT_GRID) -> dict:
+def constant_grid(env: TrainingEnv, seeds: int, grid=CONSTANT_GRID, workers: int = 1) -> dict:
     """Every constant pair of ``grid`` on ``env``'s instances; the best by mean return is marked.
 
     The grid does not depend on any policy, so it is cached (keyed by suite, split, grid, seeds, version).
+    With ``workers`` > 1 the pairs are shared out to that many processes (one torch thread each).
     """
     import hashlib
     import json
@@ -138,14 +182,39 @@ def constant_grid(env: TrainingEnv, seeds: int, grid=CONSTANT_GRID) -> dict:
     key = hashlib.sha256(json.dumps([env.suite.digest(), env.split, grid, seeds, __version__]).encode()).hexdigest()
     path = cache_dir() / "grids" / f"{env.suite.name}__{env.split}__{key[:16]}.json"
     if path.is_file():
-        return json.loads(path.read_text())
-    results = {f"{k:g},{q:g}": evaluate_actor(env, constant_actor(k, q, env.suite.action), seeds)["mean"]
-               for k, q in grid}
+        try:
+            return json.loads(path.read_text())
+        except (json.JSONDecodeError, OSError):
+            pass  # a corrupt cache entry is recomputed
+    if workers > 1 and len(grid) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        chunks = [list(grid[i::workers]) for i in range(workers)]
+        args = [(env.suite, env.split, env.device, c, seeds) for c in chunks if c]
+        with ProcessPoolExecutor(len(args), mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = {k: v for part in pool.map(_grid_part, args) for k, v in part.items()}
+        results = {f"{k:g},{q:g}": results[f"{k:g},{q:g}"] for k, q in grid}  # grid order
+    else:
+        results = _grid_part((env, None, None, grid, seeds))
     best = max(results, key=lambda key: results[key]["return"])
     out = {"best": best, "best_return": results[best]["return"], "grid": results}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out))
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(out))
+    tmp.replace(path)
     return out
+
+
+def _grid_part(args) -> dict:
+    env, split, device, pairs, seeds = args
+    if split is not None:  # in a worker process: build the env from the suite
+        import torch
+
+        torch.set_num_threads(1)
+        env = TrainingEnv(env, split, device=device)
+    return {f"{k:g},{q:g}": evaluate_actor(env, constant_actor(k, q, env.suite.action), seeds)["mean"]
+            for k, q in pairs}
 
 
 # ---------------------------------------------------------------------------------------------- callbacks
@@ -196,7 +265,8 @@ def _callbacks(cfg: TrainConfig, suite: Suite, run_dir: Path):
 
         def run(self) -> dict:
             act = policy_actor(self.model, self.training_env.obs_rms)
-            res = evaluate_actor(self.env, act, cfg.eval_seeds)
+            with preserved_rng():  # env.reset(seed) reseeds the global RNGs the agent samples from
+                res = evaluate_actor(self.env, act, cfg.eval_seeds)
             for k, v in res["mean"].items():
                 self.w.add_scalar(f"eval/heldout_{k}", v, self.num_timesteps)
             for inst, r in res["per_instance"].items():
@@ -242,7 +312,7 @@ def _new_model(cfg: TrainConfig, venv, run_dir: Path):
 
     if cfg.algo == "ppo":
         # Short episodes (~10 epochs): rollouts of up to 128 steps per env hold many whole episodes.
-        n_steps = max(8, min(128, cfg.timesteps // (2 * cfg.n_envs)))  # at least two updates
+        n_steps = max(8, min(64, cfg.timesteps // (2 * cfg.n_envs)))  # at least two updates
         return PPO("MlpPolicy", venv, n_steps=n_steps, batch_size=min(64, n_steps * cfg.n_envs), n_epochs=10,
                    gamma=0.99, gae_lambda=0.95,
                    learning_rate=3e-4, ent_coef=0.0, clip_range=0.2, seed=cfg.seed, device="cpu", verbose=0,
@@ -263,7 +333,7 @@ def set_initial_action(model, cfg: TrainConfig, action_cfg: ActionConfig) -> Non
     try:
         keep, update = (float(v) for v in cfg.init_action.split(","))
     except ValueError:
-        msg = f"init_action must look like KEEP,UPDATE (e.g. 0.95,0.1), got {cfg.init_action!r}."
+        msg = f"init_action must look like KEEP,UPDATE (e.g. 1,0.3), got {cfg.init_action!r}."
         raise InvalidValue(msg) from None
     a = torch.as_tensor(schedule_to_action(keep, update, action_cfg))
     with torch.no_grad():
@@ -289,6 +359,11 @@ def train(cfg: TrainConfig) -> Path:
         raise InvalidValue(f"a policy bundle already exists at {target}; pass --overwrite to replace it or choose "
                            f"another --name.")
     print(C.format_config(cfg))
+    import torch
+
+    # The agent is tiny; more threads here only spin against the env processes for the same cores
+    # (measured: the trainer process burnt ~45% of a core with torch's default threads on 2 cores).
+    torch.set_num_threads(cfg.threads)
     prepare_references(cfg, suite)
     venv = make_vec_env(cfg)
     algo = {"ppo": PPO, "sac": SAC}[cfg.algo]
@@ -357,7 +432,7 @@ def final_evaluation(cfg: TrainConfig, suite: Suite, model, venv, heldout) -> di
     heldout.num_timesteps = model.num_timesteps
     out["heldout"] = heldout.run()
     if cfg.baseline_grid:
-        out["constant_grid"] = constant_grid(heldout.env, cfg.eval_seeds)
+        out["constant_grid"] = constant_grid(heldout.env, cfg.eval_seeds, workers=max(1, min(cfg.n_envs, 4)))
     return out
 
 
@@ -480,10 +555,13 @@ class PolicySchedule:
         self.name = f"policy:{self.bundle.path}"
         self.act = policy_actor(self.bundle.model, self.bundle.obs_rms)
         self.options = options
+        # Features are normalised the way the policy saw them in training: a reference of as many seeds.
+        self.reference_seeds = int(self.bundle.card.get("reward", {}).get("reference_seeds", 1))
         self.decisions: list[tuple[float, float]] = []
 
     def reset(self, engine, epochs: int) -> None:
-        ref = reference_run(engine.task, epochs, options=self.options or engine.opt, device=str(engine.device))
+        ref = reference_run(engine.task, epochs, options=self.options or engine.opt, device=str(engine.device),
+                            seeds=self.reference_seeds)
         self.start(ref, epochs, engine.evaluate("val")["metric"])
 
     def start(self, ref: dict, epochs: int, initial_metric: float) -> None:

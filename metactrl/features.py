@@ -26,9 +26,7 @@ FEATURES: tuple[tuple[str, str], ...] = (
     ("last_keep", "previous action's keep coordinate in [−1, 1]"),
     ("last_update", "previous action's update coordinate in [−1, 1]"),
     ("ref_remaining", "1 − the reference run's metric_norm now: what full training still gains from here, in [−1, 1]"),
-    ("ref_converged_at", "fraction of the budget by which the reference run reached 98% of its final metric_norm"),
 )
-CONVERGED = 0.98
 N_FEATURES = len(FEATURES)
 
 
@@ -50,21 +48,11 @@ def reference_norm_at(ref: dict, epochs: float) -> float:
     return a + (epochs - lo) * (b - a)
 
 
-def reference_converged_at(ref: dict, level: float = CONVERGED) -> float:
-    """Fraction of the budget after which the reference's normalised metric first reaches ``level``."""
-    curve = ref["curve"]
-    for e, c in enumerate(curve, 1):
-        if normalised_metric(c["val_metric"], ref) >= level:
-            return e / len(curve)
-    return 1.0
-
-
 class FeatureTracker:
     """Builds the observation vector from an engine's history and its reference run."""
 
     def __init__(self, ref: dict, epochs: int, per_epoch: int = 1):
         self.ref, self.epochs, self.per_epoch = ref, epochs, per_epoch
-        self.converged_at = reference_converged_at(ref)
         self.reset(initial_metric=ref["chance"])
 
     def reset(self, initial_metric: float) -> None:
@@ -111,7 +99,6 @@ class FeatureTracker:
             float(self.last_action[0]),
             float(self.last_action[1]),
             _clip(1.0 - reference_norm_at(ref, t / self.per_epoch), -1, 1),
-            self.converged_at,
         ]
         return np.nan_to_num(np.asarray(obs, dtype=np.float32), nan=0.0)
 

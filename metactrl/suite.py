@@ -7,7 +7,7 @@ Example (``envs/default.toml``)::
     mode = "constraint"      # or "tradeoff"
     lam = 0.5                # weight of the energy ratio
     eps = 0.01               # allowed metric shortfall against full training (constraint mode)
-    kappa = 30.0             # penalty per unit of normalised shortfall beyond eps
+    kappa = 10.0             # penalty per unit of normalised shortfall beyond eps
     energy = { metabolic = 0.5, backward = 0.5 }
     reference_seeds = 3      # full-training reference = mean of this many seeds
     shaping = true           # constraint mode: dense potential-based penalty (same return)
@@ -54,7 +54,9 @@ class Instance:
 
     @property
     def label(self) -> str:
-        extra = ",".join(f"{k}={v}" for k, v in self.overrides)
+        """``task[k=v,...]``, with the epoch budget first when the instance sets one (labels stay distinct)."""
+        items = ([("epochs", self.epochs)] if self.epochs else []) + list(self.overrides)
+        extra = ",".join(f"{k}={v}" for k, v in items)
         return self.task + (f"[{extra}]" if extra else "")
 
     def key(self) -> str:
@@ -68,7 +70,7 @@ class RewardConfig:
     mode: str = "constraint"
     lam: float = 0.5
     eps: float = 0.01
-    kappa: float = 30.0
+    kappa: float = 10.0
     energy: dict = field(default_factory=lambda: {"metabolic": 0.5, "backward": 0.5})
     diverge_penalty: float = 2.0
     reference_seeds: int = 3

@@ -92,7 +92,7 @@ def test_hooks_apply_infobatch_rescaling_by_sample_index():
     model = nn.Linear(16, 4)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     hooks = EnergyHooks(model, opt, n_train=len(x), schedule="infobatch:0.5", epochs=8)
-    for epoch in range(2):
+    for _ in range(2):
         plan = hooks.begin_epoch()
         for i in range(0, len(plan.indices), 32):
             idx = plan.indices[i:i + 32]

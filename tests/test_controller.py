@@ -6,7 +6,7 @@ import pytest
 
 from metactrl.controller import TrainConfig, load_bundle, train
 from metactrl.errors import PolicyMismatch
-from metactrl.features import N_FEATURES
+from metactrl.features import FEATURES_VERSION, N_FEATURES
 from metactrl.runner import run_schedule
 from metactrl.schedules import make_schedule
 from metactrl.tasks import make_task
@@ -36,7 +36,7 @@ def bundle(tmp_path_factory):
 def test_bundle_card_and_plain_sb3_load(bundle):
     path, _ = bundle
     b = load_bundle(path)
-    assert b.card["features_version"] == 1 and b.card["timesteps"] >= 24
+    assert b.card["features_version"] == FEATURES_VERSION and b.card["timesteps"] >= 24
     assert b.card["suite"]["name"] == "tiny" and "heldout_mean" in b.card["evaluation"]
     assert "best_constant" in b.card["evaluation"]
     from stable_baselines3 import PPO
@@ -93,7 +93,7 @@ def test_corrupt_and_mismatched_bundles(bundle, tmp_path):
     bad = tmp_path / "bad"
     shutil.copytree(path, bad)
     card = (bad / "card.toml").read_text()
-    (bad / "card.toml").write_text(card.replace("features_version = 1", "features_version = 0"))
+    (bad / "card.toml").write_text(card.replace(f"features_version = {FEATURES_VERSION}", "features_version = 0"))
     with pytest.raises(PolicyMismatch, match="features version 0"):
         load_bundle(bad)
     (bad / "card.toml").write_text(card)
@@ -161,3 +161,38 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path):
     cfg = TrainConfig(suite=TINY, timesteps=steps + 16, n_envs=1, eval_freq=0, baseline_grid=False, eval_seeds=1,
                       resume=str(ckpt[0]), name="resumed", policies_dir=str(tmp_path / "p"))
     assert load_bundle(train(cfg)).card["timesteps"] >= steps + 16
+
+
+def test_constant_grid_in_worker_processes_matches_one_process(tmp_path, monkeypatch):
+    from metactrl.controller import constant_grid
+    from metactrl.env import TrainingEnv
+
+    pairs = ((1.0, 1.0), (0.5, 0.1), (1.0, 0.3))
+    env = TrainingEnv(TINY, "heldout")
+    monkeypatch.setenv("METACTRL_CACHE", str(tmp_path / "a"))
+    one = constant_grid(env, 1, grid=pairs)
+    monkeypatch.setenv("METACTRL_CACHE", str(tmp_path / "b"))
+    two = constant_grid(env, 1, grid=pairs, workers=2)
+    assert list(two["grid"]) == ["1,1", "0.5,0.1", "1,0.3"] and two["best"] == one["best"]
+    for k in one["grid"]:
+        assert two["grid"][k]["return"] == pytest.approx(one["grid"][k]["return"], abs=1e-9)
+    assert one["best_return"] == max(v["return"] for v in one["grid"].values())
+
+
+def test_evaluation_leaves_the_agents_random_streams_alone():
+    import random
+
+    import numpy as np
+    import torch
+
+    from metactrl.controller import evaluate_actor, preserved_rng
+    from metactrl.env import TrainingEnv, constant_actor
+
+    env = TrainingEnv(TINY, "heldout")
+    torch.manual_seed(123), np.random.seed(123), random.seed(123)
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    torch.manual_seed(123), np.random.seed(123), random.seed(123)
+    with preserved_rng():
+        evaluate_actor(env, constant_actor(1.0, 1.0, env.suite.action), 1)  # reseeds all three inside
+    got = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(got[0], expected[0]) and np.array_equal(got[1], expected[1]) and got[2] == expected[2]

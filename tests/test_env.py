@@ -187,3 +187,31 @@ def test_decisions_shorter_than_an_epoch(tmp_path):
         assert info["backward_samples"] == -(-n // 3)
     assert steps == 9 and trunc
     assert info["episode_summary"]["backward_ratio"] == pytest.approx(1.0, abs=0.01)
+
+
+def test_reference_features_read_the_budget():
+    from metactrl.features import FEATURES, FeatureTracker, reference_norm_at
+
+    def ref(vals):
+        curve = [{"val_metric": v, "metabolic": float(i + 1), "train_loss": 1.0} for i, v in enumerate(vals)]
+        return {"chance": 0.0, "final_val_metric": vals[-1], "curve": curve,
+                "energy": {"metabolic": float(len(vals)), "backward": 1.0}}
+
+    tight = ref([0.25, 0.5, 0.75, 1.0])
+    assert reference_norm_at(tight, 0) == 0 and reference_norm_at(tight, 1.5) == pytest.approx(0.375)
+    assert reference_norm_at(tight, 9) == 1.0
+    i_rem = [n for n, _ in FEATURES].index("ref_remaining")
+    tr = FeatureTracker(tight, epochs=4, per_epoch=2)
+    tr.reset(0.0)
+    assert tr.observe()[i_rem] == pytest.approx(1.0)
+    tr.update({"val_metric": 0.2, "train_loss": 1.0, "learned_fraction": 0.1, "metabolic": 1.0,
+               "backward_samples": 1.0}, np.zeros(2))
+    obs = tr.observe()  # half an epoch: the reference is halfway to its first epoch's 0.25
+    assert obs[i_rem] == pytest.approx(1 - 0.125)
+
+
+def test_instance_labels_name_the_budget():
+    s = load_suite(str(Path(__file__).parents[1] / "envs" / "default.toml"))
+    labels = [i.label for i in s.train + s.heldout]
+    assert len(set(labels)) == len(labels)
+    assert "digits-cnn[epochs=4,lr=0.0005]" in labels
