@@ -96,10 +96,10 @@ def make_vec_env(cfg: TrainConfig):
 def prepare_references(cfg: TrainConfig, suite: Suite) -> None:
     """Compute (or load) every instance's reference run once, before subprocesses race to compute them.
 
-    With ``n_envs`` > 1 the instances are shared out to that many processes (each caches its own).
+    With ``n_envs`` > 1 and at least 4 instances, they are shared out to that many processes.
     """
     jobs = [(split, i) for split in ("train", "heldout") for i in range(len(getattr(suite, split)))]
-    workers = min(cfg.n_envs, len(jobs))
+    workers = min(cfg.n_envs, len(jobs)) if len(jobs) >= 4 else 1  # spawning costs ~10 s: only worth it for many
     if workers > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
