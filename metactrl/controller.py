@@ -333,7 +333,7 @@ def set_initial_action(model, cfg: TrainConfig, action_cfg: ActionConfig) -> Non
     try:
         keep, update = (float(v) for v in cfg.init_action.split(","))
     except ValueError:
-        msg = f"init_action must look like KEEP,UPDATE (e.g. 1,0.3), got {cfg.init_action!r}."
+        msg = f"init_action must look like KEEP,UPDATE (e.g. 1,0.7), got {cfg.init_action!r}."
         raise InvalidValue(msg) from None
     a = torch.as_tensor(schedule_to_action(keep, update, action_cfg))
     with torch.no_grad():
