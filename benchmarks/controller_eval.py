@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from metactrl.controller import CONSTANT_GRID, constant_grid, evaluate_actor, load_bundle, policy_actor
-from metactrl.env import TrainingEnv, constant_actor
+from metactrl.env import TrainingEnv
 
 
 def main(argv=None) -> dict:
@@ -36,10 +36,8 @@ def main(argv=None) -> dict:
     env = TrainingEnv(suite, "heldout")
     t0 = time.time()
     pol = evaluate_actor(env, policy_actor(b.model, b.obs_rms), a.seeds)
-    full = evaluate_actor(env, constant_actor(1.0, 1.0, env.suite.action), a.seeds)
-    grid = constant_grid(env, a.seeds, workers=a.workers)
-    k, q = (float(v) for v in grid["best"].split(","))
-    best = full if (k, q) == (1.0, 1.0) else evaluate_actor(env, constant_actor(k, q, env.suite.action), a.seeds)
+    grid = constant_grid(env, a.seeds, workers=a.workers)  # every pair on the same seeds, per instance too
+    full, best = _as_result(grid["grid"]["1,1"]), _as_result(grid["grid"][grid["best"]])
     print(f"policy {a.policy} (card: {b.card['timesteps']} steps, seed {b.card['seed']}); suite {env.suite.path}; "
           f"{a.seeds} seeds per instance; {len(CONSTANT_GRID)} constant pairs; {time.time() - t0:.0f}s")
     head = f"{'held-out instance':<52} {'schedule':<16} {'return':>7} {'metric':>7} {'ref':>7} {'M1':>6} {'bwd':>6}"
@@ -62,6 +60,11 @@ def main(argv=None) -> dict:
         with open(a.json, "w") as f:
             json.dump(out, f, indent=1, default=str)
     return out
+
+
+def _as_result(entry: dict) -> dict:
+    """A grid entry in ``evaluate_actor``'s layout: ``{"mean": ..., "per_instance": ...}``."""
+    return {"mean": {k: v for k, v in entry.items() if k != "per_instance"}, "per_instance": entry["per_instance"]}
 
 
 def _per_seed_margin(a: dict, b: dict) -> list[float]:

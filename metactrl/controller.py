@@ -101,13 +101,18 @@ def prepare_references(cfg: TrainConfig, suite: Suite) -> None:
     jobs = [(split, i) for split in ("train", "heldout") for i in range(len(getattr(suite, split)))]
     workers = min(cfg.n_envs, len(jobs)) if len(jobs) >= 4 else 1  # spawning costs ~10 s: only worth it for many
     if workers > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            list(pool.map(_prepare_part, [(suite, cfg.device, cfg.threads, jobs[w::workers]) for w in range(workers)]))
+        _spawn_map(_prepare_part, [(suite, cfg.device, cfg.threads, jobs[w::workers]) for w in range(workers)])
     else:
         _prepare_part((suite, cfg.device, None, jobs))
+
+
+def _spawn_map(fn, args: list) -> list:
+    """``fn`` over ``args``, one spawned process per item (spawn: safe with CUDA, like the env processes)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(len(args), mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(fn, args))
 
 
 def _prepare_part(args) -> None:
@@ -179,7 +184,8 @@ def constant_grid(env: TrainingEnv, seeds: int, grid=CONSTANT_GRID, workers: int
     from . import __version__
     from .reference import cache_dir
 
-    key = hashlib.sha256(json.dumps([env.suite.digest(), env.split, grid, seeds, __version__]).encode()).hexdigest()
+    blob = json.dumps([env.suite.digest(), env.split, grid, seeds, __version__, "per-instance"])
+    key = hashlib.sha256(blob.encode()).hexdigest()
     path = cache_dir() / "grids" / f"{env.suite.name}__{env.split}__{key[:16]}.json"
     if path.is_file():
         try:
@@ -187,13 +193,9 @@ def constant_grid(env: TrainingEnv, seeds: int, grid=CONSTANT_GRID, workers: int
         except (json.JSONDecodeError, OSError):
             pass  # a corrupt cache entry is recomputed
     if workers > 1 and len(grid) > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
         chunks = [list(grid[i::workers]) for i in range(workers)]
-        args = [(env.suite, env.split, env.device, c, seeds) for c in chunks if c]
-        with ProcessPoolExecutor(len(args), mp_context=multiprocessing.get_context("spawn")) as pool:
-            results = {k: v for part in pool.map(_grid_part, args) for k, v in part.items()}
+        parts = _spawn_map(_grid_part, [(env.suite, env.split, env.device, c, seeds) for c in chunks if c])
+        results = {k: v for part in parts for k, v in part.items()}
         results = {f"{k:g},{q:g}": results[f"{k:g},{q:g}"] for k, q in grid}  # grid order
     else:
         results = _grid_part((env, None, None, grid, seeds))
@@ -213,8 +215,11 @@ def _grid_part(args) -> dict:
 
         torch.set_num_threads(1)
         env = TrainingEnv(env, split, device=device)
-    return {f"{k:g},{q:g}": evaluate_actor(env, constant_actor(k, q, env.suite.action), seeds)["mean"]
-            for k, q in pairs}
+    out = {}
+    for k, q in pairs:  # the mean figures, and per instance (with per-seed returns) for paired comparisons
+        r = evaluate_actor(env, constant_actor(k, q, env.suite.action), seeds)
+        out[f"{k:g},{q:g}"] = r["mean"] | {"per_instance": r["per_instance"]}
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- callbacks
